@@ -1,0 +1,1 @@
+"""RetinaFace for MXNet: config, symbols, data, training and evaluation."""

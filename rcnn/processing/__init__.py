@@ -1,0 +1,1 @@
+"""Pure-numpy box, anchor and NMS math (no config, no MXNet)."""

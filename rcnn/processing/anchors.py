@@ -1,0 +1,142 @@
+"""Anchors: base windows per stride, planes over a feature map, and the per-network anchor presets.
+
+Box convention everywhere: inclusive pixels, w = x2 - x1 + 1, centre = x1 + 0.5 * (w - 1).
+"""
+import numpy as np
+
+try:
+    from rcnn.cython.anchors import anchors_cython
+except ImportError:  # kernels not built: the numpy twin below serves
+    anchors_cython = None
+
+__all__ = ['generate_anchors', 'anchors_plane', 'anchors_plane_py', 'anchor_config', 'NETWORK_PRESETS',
+           'base_anchors_fpn', 'AnchorCache']
+
+
+def _whctrs(anchor):
+    w = anchor[2] - anchor[0] + 1
+    h = anchor[3] - anchor[1] + 1
+    return w, h, anchor[0] + 0.5 * (w - 1), anchor[1] + 0.5 * (h - 1)
+
+
+def _mkanchors(ws, hs, x_ctr, y_ctr):
+    ws = np.asarray(ws, dtype=np.float64)[:, None]
+    hs = np.asarray(hs, dtype=np.float64)[:, None]
+    return np.hstack((x_ctr - 0.5 * (ws - 1), y_ctr - 0.5 * (hs - 1),
+                      x_ctr + 0.5 * (ws - 1), y_ctr + 0.5 * (hs - 1)))
+
+
+def generate_anchors(base_size=16, ratios=(0.5, 1.0, 2.0), scales=(8, 16, 32)):
+    """Base anchors of one cell -> (len(ratios) * len(scales), 4) float32.
+
+    The base window is (0, 0, base_size-1, base_size-1). For each ratio r (h/w, outer loop) the window
+    area base_size**2 is kept with w = round(sqrt(area / r)), h = round(w * r) (numpy round, half to
+    even); then each scale s (inner loop) multiplies w and h. All windows share the base centre
+    ((base_size-1)/2, (base_size-1)/2), e.g. (7.5, 7.5) for 16.
+    """
+    base = np.array([0, 0, base_size - 1, base_size - 1], dtype=np.float64)
+    w, h, x_ctr, y_ctr = _whctrs(base)
+    size = w * h
+    rows = []
+    for r in ratios:
+        ws = np.round(np.sqrt(size / r))
+        hs = np.round(ws * r)
+        ratio_anchor = _mkanchors([ws], [hs], x_ctr, y_ctr)[0]
+        rw, rh, rx, ry = _whctrs(ratio_anchor)
+        rows.append(_mkanchors(rw * np.asarray(scales, np.float64), rh * np.asarray(scales, np.float64), rx, ry))
+    return np.vstack(rows).astype(np.float32)
+
+
+def anchors_plane_py(height, width, stride, base_anchors):
+    """Numpy twin of the Cython kernel: (height, width, A, 4) float32; row-major, A fastest.
+
+    Cell (i, j) holds base_anchors + (j*stride, i*stride, j*stride, i*stride).
+    """
+    base = np.asarray(base_anchors, dtype=np.float32)
+    sx = (np.arange(width, dtype=np.float32) * stride)[None, :, None]
+    sy = (np.arange(height, dtype=np.float32) * stride)[:, None, None]
+    shifts = np.stack(np.broadcast_arrays(sx, sy, sx, sy), axis=-1)  # (H, W, 1, 4)
+    return (shifts + base[None, None, :, :]).astype(np.float32)
+
+
+def anchors_plane(height, width, stride, base_anchors):
+    """(height, width, A, 4) float32 anchors of a feature map; the Cython kernel when built."""
+    base = np.ascontiguousarray(base_anchors, dtype=np.float32)
+    if anchors_cython is not None:
+        return anchors_cython(int(height), int(width), int(stride), base)
+    return anchors_plane_py(height, width, stride, base)
+
+
+# ------------------------------------------------------------------------------------------------
+# Network presets (the names accepted by RetinaFace(network=...) and test.py --network).
+# Each gives the FPN strides (largest first, the output order of the graph), the anchor config per
+# stride, and the input normalisation: tensor = (rgb / pixel_scale - mean) / std, with mean/std
+# listed in BGR order as in the original.
+_RATIO_1 = (1.0,)
+_RATIO_1_15 = (1.0, 1.5)
+_ZERO_MEAN = (0.0, 0.0, 0.0)
+_UNIT_STD = (1.0, 1.0, 1.0)
+_CAFFE_MEAN = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (103.52, 116.28, 123.675)
+_TORCH_STD = (57.375, 57.12, 58.395)
+# levels -> {stride: scales}; 5 levels use 3 octave scales 2^(k/3) per level, growing with the stride.
+_LEVEL_SCALES = {
+    3: {32: (32, 16), 16: (8, 4), 8: (2, 1)},
+    4: {32: (32, 16), 16: (8, 4), 8: (2, 1), 4: (2, 1)},
+    5: {s: tuple(2.0 ** ((3 * k + o) / 3.0) for o in range(3)) for k, s in enumerate((4, 8, 16, 32, 64))},
+    6: {128: (32,), 64: (16,), 32: (8,), 16: (4,), 8: (2,), 4: (1,)},
+}
+NETWORK_PRESETS = {
+    # name: (levels, ratios, mean (BGR), std (BGR))
+    'net3': (3, _RATIO_1, _ZERO_MEAN, _UNIT_STD),
+    'net3a': (3, _RATIO_1_15, _ZERO_MEAN, _UNIT_STD),
+    'net4': (4, _RATIO_1, _ZERO_MEAN, _UNIT_STD),
+    'net4a': (4, _RATIO_1_15, _ZERO_MEAN, _UNIT_STD),
+    'net5': (5, _RATIO_1, _ZERO_MEAN, _UNIT_STD),
+    'net5a': (5, _RATIO_1_15, _ZERO_MEAN, _UNIT_STD),
+    'net6': (6, _RATIO_1, _ZERO_MEAN, _UNIT_STD),
+    'ssh': (3, _RATIO_1, _CAFFE_MEAN, _UNIT_STD),
+    'vgg': (3, _RATIO_1, _CAFFE_MEAN, _UNIT_STD),
+    'x3': (3, _RATIO_1, _TORCH_MEAN, _TORCH_STD),
+    'x3a': (3, _RATIO_1_15, _TORCH_MEAN, _TORCH_STD),
+    'x5': (5, _RATIO_1, _TORCH_MEAN, _TORCH_STD),
+}
+BASE_SIZE = 16  # pixels: side of the base window (0, 0, 15, 15)
+
+
+def anchor_config(network):
+    """Anchor preset of a network name -> dict.
+
+    Keys: 'strides' (tuple, largest first), 'anchor_cfg' {stride: {'SCALES', 'BASE_SIZE', 'RATIOS'}},
+    'pixel_means' / 'pixel_stds' (BGR order, length 3), 'num_anchors' (per cell, same on every level).
+    """
+    if network not in NETWORK_PRESETS:
+        raise ValueError('unknown network %r; valid names: %s' % (network, ', '.join(sorted(NETWORK_PRESETS))))
+    levels, ratios, mean, std = NETWORK_PRESETS[network]
+    scales = _LEVEL_SCALES[levels]
+    strides = tuple(sorted(scales, reverse=True))
+    cfg = {s: {'SCALES': scales[s], 'BASE_SIZE': BASE_SIZE, 'RATIOS': ratios} for s in strides}
+    return {'strides': strides, 'anchor_cfg': cfg, 'pixel_means': mean, 'pixel_stds': std,
+            'num_anchors': len(ratios) * len(scales[strides[0]])}
+
+
+def base_anchors_fpn(anchor_cfg, strides):
+    """{stride: (A, 4) float32 base anchors} for every stride of an anchor config."""
+    return {s: generate_anchors(anchor_cfg[s]['BASE_SIZE'], anchor_cfg[s]['RATIOS'], anchor_cfg[s]['SCALES'])
+            for s in strides}
+
+
+class AnchorCache:
+    """Anchors per (stride, height, width), computed once and reused: (H*W*A, 4) float32."""
+
+    def __init__(self, anchor_cfg, strides):
+        self.base = base_anchors_fpn(anchor_cfg, strides)
+        self._planes = {}
+
+    def get(self, stride, height, width):
+        key = (stride, height, width)
+        plane = self._planes.get(key)
+        if plane is None:
+            plane = anchors_plane(height, width, stride, self.base[stride]).reshape(-1, 4)
+            self._planes[key] = plane
+        return plane
