@@ -33,6 +33,9 @@ def _common():
         'HEAD_FILTER_NUM': 64,         # channels of every FPN lateral / aggregation conv
         'CONTEXT_FILTER_RATIO': 1,     # SSH width = HEAD_FILTER_NUM * this ratio
         'USE_DCN': 0,                  # 0 none, 1 DeformableConvolution after SSH, 2 DCNv2 on 3x3 convs + after SSH
+        'DCN_PORTABLE': False,         # DCNv2 from portable ops (MXNet's native DCNv2 op is GPU-only); same params
+        'MNET_MULTIPLIER': 0.25,       # MobileNet width multiplier: 0.25, 0.5 or 1.0
+        'RESNET_LAYERS': 50,           # ResNet depth: 50, 101 or 152
         'FACE_LANDMARK': True,         # predict the 5 landmarks (10 values per anchor)
         'LANDMARK_LR_MULT': 2.5,       # landmark loss weight relative to the box loss (x 0.4)
         'LAYER_FIX': True,             # freeze the stem (first two convs + their BN affine) of the backbone

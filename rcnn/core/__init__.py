@@ -1,0 +1,1 @@
+"""Training machinery: OHEM op, data loader, metrics, LR schedule, checkpoints."""
