@@ -1,0 +1,105 @@
+"""Checkpoints in MXNet's format (``prefix-symbol.json`` + ``prefix-%04d.params``): checked loading
+with errors that name the file, and atomic saving (write to a temporary file, then rename)."""
+import glob
+import os
+import re
+
+import mxnet as mx
+
+__all__ = ['CheckpointError', 'checkpoint_paths', 'list_epochs', 'load_checkpoint', 'load_params',
+           'check_params_fit', 'save_checkpoint', 'latest_epoch']
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or does not fit the graph."""
+
+
+def checkpoint_paths(prefix, epoch):
+    return '%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch)
+
+
+def list_epochs(prefix):
+    """Epochs that have a params file for this prefix, ascending."""
+    pat = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4})\.params$')
+    found = (pat.match(os.path.basename(p)) for p in glob.glob(glob.escape(prefix) + '-*.params'))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def latest_epoch(prefix):
+    epochs = list_epochs(prefix)
+    return epochs[-1] if epochs else None
+
+
+def load_params(params_path):
+    """params file -> (arg_params, aux_params) dicts of NDArrays; CheckpointError naming the file."""
+    if not os.path.isfile(params_path):
+        raise CheckpointError('params file not found: %s' % params_path)
+    try:
+        saved = mx.nd.load(params_path)
+    except mx.base.MXNetError as err:
+        raise CheckpointError('cannot read params file %s (truncated or not an MXNet .params file): %s'
+                              % (params_path, str(err).strip().splitlines()[-1])) from None
+    if not isinstance(saved, dict):
+        raise CheckpointError('params file %s holds no named parameters' % params_path)
+    args, auxs = {}, {}
+    for key, value in saved.items():
+        kind, _, name = key.partition(':')
+        if kind == 'arg':
+            args[name] = value
+        elif kind == 'aux':
+            auxs[name] = value
+        else:
+            raise CheckpointError('params file %s: entry %r is not arg:/aux: prefixed' % (params_path, key))
+    return args, auxs
+
+
+def load_checkpoint(prefix, epoch):
+    """(symbol, arg_params, aux_params) of ``prefix`` at ``epoch``, with clear errors for missing files."""
+    sym_path, params_path = checkpoint_paths(prefix, epoch)
+    if not os.path.isfile(params_path):
+        epochs = list_epochs(prefix)
+        hint = ('available epochs for this prefix: %s' % ', '.join(map(str, epochs)) if epochs else
+                'no %s-NNNN.params file exists; put the published model files under model/ '
+                '(e.g. model/mnet.25-symbol.json and model/mnet.25-0000.params)' % prefix)
+        raise CheckpointError('params file not found: %s (%s)' % (params_path, hint))
+    if not os.path.isfile(sym_path):
+        raise CheckpointError('symbol file not found: %s (the params %s need the graph saved next to them '
+                              'as <prefix>-symbol.json)' % (sym_path, params_path))
+    try:
+        sym = mx.sym.load(sym_path)
+    except (mx.base.MXNetError, ValueError) as err:
+        raise CheckpointError('cannot read symbol file %s: %s' % (sym_path, str(err).strip().splitlines()[-1])) \
+            from None
+    args, auxs = load_params(params_path)
+    return sym, args, auxs
+
+
+def check_params_fit(sym, args, auxs, params_path, data_shape):
+    """Raise CheckpointError when the params miss graph parameters or have other shapes."""
+    arg_shapes, _, aux_shapes = sym.infer_shape(data=data_shape)
+    expected = dict(zip(sym.list_arguments(), arg_shapes))
+    expected.pop('data', None)
+    expected.update(zip(sym.list_auxiliary_states(), aux_shapes))
+    given = dict(args, **auxs)
+    missing = [n for n in expected if n not in given]
+    wrong = ['%s %s (graph wants %s)' % (n, given[n].shape, expected[n]) for n in expected
+             if n in given and tuple(given[n].shape) != tuple(expected[n])]
+    if missing or wrong:
+        what = ('%d parameters missing (%s)' % (len(missing), ', '.join(missing[:4])) if missing else
+                '%d parameters of another shape (%s)' % (len(wrong), '; '.join(wrong[:3])))
+        raise CheckpointError('params file %s does not fit its graph: %s. Was it saved for another network? '
+                              'Check the prefix and epoch.' % (params_path, what))
+
+
+def save_checkpoint(prefix, epoch, sym, args, auxs):
+    """Write prefix-symbol.json and prefix-%04d.params atomically (temp file + os.replace)."""
+    sym_path, params_path = checkpoint_paths(prefix, epoch)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    tmp_sym, tmp_params = sym_path + '.tmp', params_path + '.tmp'
+    sym.save(tmp_sym)
+    payload = {'arg:%s' % k: v.as_in_context(mx.cpu()) for k, v in args.items()}
+    payload.update({'aux:%s' % k: v.as_in_context(mx.cpu()) for k, v in auxs.items()})
+    mx.nd.save(tmp_params, payload)
+    os.replace(tmp_sym, sym_path)
+    os.replace(tmp_params, params_path)
+    return sym_path, params_path

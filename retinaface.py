@@ -1,0 +1,349 @@
+"""RetinaFace detector: ``from retinaface import RetinaFace``.
+
+    detector = RetinaFace('model/mnet.25', 0, ctx_id=-1, network='net3')
+    faces, landmarks = detector.detect(img_bgr, threshold=0.8, scales=[1.0], do_flip=False)
+    # faces: float32 (N, 5) x1, y1, x2, y2, score; landmarks: float32 (N, 5, 2)
+
+Command line: ``python retinaface.py --prefix model/mnet.25 --epoch 0 --image photo.jpg --output out.jpg``
+(--image may be a folder; detections are printed and saved as JSON next to the drawn images).
+"""
+import argparse
+import collections
+import json
+import logging
+import os
+import sys
+
+import cv2
+import mxnet as mx
+import numpy as np
+
+from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint
+from rcnn.processing.anchors import AnchorCache, anchor_config
+from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred
+from rcnn.processing.nms import bbox_vote, nms
+
+__all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
+logger = logging.getLogger(__name__)
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+FLIP_POINT_ORDER = [1, 0, 2, 4, 3]  # mirrored face: eyes and mouth corners swap sides
+LANDMARK_COLOURS = [(0, 255, 0), (0, 0, 255), (0, 0, 255), (0, 255, 0), (0, 0, 255)]  # BGR per point
+MAX_BOUND_SHAPES = 8  # executors kept bound at once (one per input shape)
+
+
+def read_image(path):
+    """BGR uint8 image from a file; ValueError naming the file when it is missing or not an image."""
+    if not os.path.isfile(path):
+        raise ValueError('image not found: %s' % path)
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError('not a readable image file: %s' % path)
+    return img
+
+
+def as_bgr(img):
+    """Validate and normalise an input image to (H, W, 3) BGR with pixel values 0..255."""
+    if img is None:
+        raise ValueError('image is None (cv2.imread returns None for a missing or unreadable file)')
+    if isinstance(img, (str, os.PathLike)):
+        return read_image(os.fspath(img))
+    if not isinstance(img, np.ndarray):
+        raise ValueError('image must be a numpy array (H, W, 3) BGR or a file path, got %s' % type(img).__name__)
+    if img.size == 0:
+        raise ValueError('image is empty: shape %s' % (img.shape,))
+    if img.ndim == 2:
+        img = cv2.cvtColor(img if img.dtype == np.uint8 else img.astype(np.float32), cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]  # BGRA: drop alpha
+    elif img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError('image must be (H, W), (H, W, 3) BGR or (H, W, 4) BGRA, got shape %s' % (img.shape,))
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.bool_ or not np.issubdtype(img.dtype, np.number):
+        raise ValueError('image dtype %s is not a pixel type' % img.dtype)
+    if not np.isfinite(img).all():
+        raise ValueError('image contains NaN or infinite values')
+    if np.issubdtype(img.dtype, np.floating) and img.max() <= 1.0 and img.max() > 0:
+        raise ValueError('float image looks normalised to 0..1; the detector expects BGR values in 0..255 '
+                         '(multiply by 255)')
+    if img.min() < 0 or img.max() > 255:
+        raise ValueError('image values must lie in 0..255, got %g..%g' % (img.min(), img.max()))
+    return img.astype(np.float32)
+
+
+def single_scale(shape, target_size=1024, max_size=1980):
+    """The single-scale rule of the original demo / WIDER mode 0: short side to target, long side capped."""
+    short, long_ = min(shape[:2]), max(shape[:2])
+    scale = float(target_size) / short
+    if np.round(scale * long_) > max_size:
+        scale = float(max_size) / long_
+    return scale
+
+
+class RetinaFace:
+    """Face detector over a RetinaFace checkpoint (the 9-output test graph).
+
+    :param prefix: checkpoint prefix (``prefix-symbol.json`` + ``prefix-%04d.params``)
+    :param epoch: checkpoint epoch
+    :param ctx_id: GPU id, or -1 for the CPU
+    :param network: anchor/normalisation preset ('net3' for both published models; see anchors.NETWORK_PRESETS)
+    :param nms: IoU threshold of NMS (or of box voting)
+    :param nocrop: zero-pad the input bottom/right to multiples of 32
+    :param decay4: score multiplier of the stride-4 level (networks with 4+ levels)
+    :param vote: box voting instead of NMS (landmarks are then returned as None, as in the original)
+    :param max_side: largest network input side (pixels) accepted; larger inputs raise ValueError
+    """
+
+    def __init__(self, prefix, epoch, ctx_id=0, network='net3', nms=0.4, nocrop=False, decay4=0.5, vote=False,
+                 max_side=8192):
+        preset = anchor_config(network)
+        self.network = network
+        self.ctx_id = int(ctx_id)
+        self.ctx = mx.gpu(self.ctx_id) if self.ctx_id >= 0 else mx.cpu()
+        self.nms_threshold = nms
+        self.nocrop = nocrop
+        self.decay4 = decay4
+        self.vote = vote
+        self.max_side = max_side
+        self._feat_stride_fpn = list(preset['strides'])
+        self.anchor_cfg = preset['anchor_cfg']
+        self._anchors = AnchorCache(self.anchor_cfg, self._feat_stride_fpn)
+        self._num_anchors = {s: len(self._anchors.base[s]) for s in self._feat_stride_fpn}
+        self.pixel_means = np.array(preset['pixel_means'], dtype=np.float32)  # BGR
+        self.pixel_stds = np.array(preset['pixel_stds'], dtype=np.float32)
+        self.pixel_scale = 1.0
+        self._normalise = not (np.all(self.pixel_means == 0) and np.all(self.pixel_stds == 1))
+
+        self.sym, args, auxs = load_checkpoint(prefix, epoch)
+        self.params_path = '%s-%04d.params' % (prefix, epoch)
+        outputs = len(self.sym.list_outputs())
+        levels = len(self._feat_stride_fpn)
+        if outputs % levels != 0 or outputs // levels < 2:
+            raise CheckpointError('symbol %s-symbol.json has %d outputs; network %r has %d levels and needs 2 or 3 '
+                                  'outputs per level. Use the network preset the model was trained with.'
+                                  % (prefix, outputs, network, levels))
+        self.outputs_per_level = outputs // levels
+        self.use_landmarks = self.outputs_per_level >= 3
+        probe = (1, 3, 640, 640)
+        try:
+            check_params_fit(self.sym, args, auxs, self.params_path, probe)
+        except mx.base.MXNetError as err:
+            raise CheckpointError('symbol %s-symbol.json cannot run on a %s input: %s'
+                                  % (prefix, probe, str(err).strip().splitlines()[-1])) from None
+        self._args = {k: v.as_in_context(self.ctx) for k, v in args.items()}
+        self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
+        self._executors = collections.OrderedDict()
+
+    # ---------------------------------------------------------------------------------------------
+    def _executor(self, shape):
+        """Executor bound for this input shape, reused across calls (LRU of MAX_BOUND_SHAPES)."""
+        exe = self._executors.get(shape)
+        if exe is not None:
+            self._executors.move_to_end(shape)
+            return exe
+        args = dict(self._args)
+        args['data'] = mx.nd.zeros(shape, ctx=self.ctx)
+        args = {k: v for k, v in args.items() if k in self.sym.list_arguments()}
+        exe = self.sym.bind(self.ctx, args, grad_req='null', aux_states=self._auxs)
+        self._executors[shape] = exe
+        if len(self._executors) > MAX_BOUND_SHAPES:
+            self._executors.popitem(last=False)
+        return exe
+
+    def _to_tensor(self, imgs):
+        """(B, H, W, 3) BGR -> (B, 3, H, W) float32 RGB, normalised by the preset."""
+        x = np.asarray(imgs, dtype=np.float32)
+        if self._normalise:
+            x = (x / self.pixel_scale - self.pixel_means) / self.pixel_stds
+        return np.ascontiguousarray(x[..., ::-1].transpose(0, 3, 1, 2))
+
+    def forward(self, tensor):
+        """Raw network outputs (list of numpy arrays, graph order) for a (B, 3, H, W) tensor."""
+        exe = self._executor(tuple(tensor.shape))
+        exe.arg_dict['data'][:] = tensor
+        exe.forward(is_train=False)
+        return [o.asnumpy() for o in exe.outputs]
+
+    def _prepare(self, img, scale, flip):
+        im = img if scale == 1.0 else cv2.resize(img, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        if flip:
+            im = im[:, ::-1, :]
+        h, w = im.shape[:2]
+        if self.nocrop:
+            ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+            if (ph, pw) != (h, w):
+                padded = np.zeros((ph, pw, 3), dtype=im.dtype)
+                padded[:h, :w] = im
+                im = padded
+        if max(im.shape[:2]) > self.max_side:
+            raise ValueError('network input %dx%d exceeds max_side=%d; use a smaller scale or raise max_side'
+                             % (im.shape[1], im.shape[0], self.max_side))
+        if min(h, w) < 1:
+            raise ValueError('image of %dx%d pixels becomes empty at scale %g' % (img.shape[1], img.shape[0], scale))
+        return im, (h, w)
+
+    def _decode(self, outputs, b, size, scale, flip, threshold):
+        """Candidates of one image of a batch: (boxes (K,4) f64, scores (K,), landmarks (K,5,2) or None)."""
+        h, w = size
+        boxes, scores, points = [], [], []
+        step = self.outputs_per_level
+        for level, stride in enumerate(self._feat_stride_fpn):
+            cls, deltas = outputs[level * step], outputs[level * step + 1]
+            A = self._num_anchors[stride]
+            fh, fw = deltas.shape[2], deltas.shape[3]
+            # face probabilities (1, A, H, W) -> (H*W*A,) in anchor order (i, j, a)
+            prob = cls[b, A:].transpose(1, 2, 0).reshape(-1)
+            if stride == 4 and self.decay4 < 1.0:
+                prob = prob * self.decay4
+            keep = np.where(prob >= threshold)[0]
+            if keep.size == 0:
+                continue
+            anchors = self._anchors.get(stride, fh, fw)[keep]
+            d = deltas[b].transpose(1, 2, 0).reshape(-1, 4)[keep]  # (4A, H, W) -> (H*W*A, 4)
+            box = clip_boxes(nonlinear_pred(anchors, d), (h, w))
+            boxes.append(box)
+            scores.append(prob[keep])
+            if self.use_landmarks:
+                ld = outputs[level * step + 2][b].transpose(1, 2, 0).reshape(-1, 5, 2)[keep]
+                points.append(landmark_pred(anchors, ld))
+        if not boxes:
+            return None
+        boxes, scores = np.vstack(boxes), np.concatenate(scores)
+        points = np.concatenate(points) if points else None
+        if flip:
+            boxes[:, [0, 2]] = w - boxes[:, [2, 0]] - 1
+            if points is not None:
+                points = points[:, FLIP_POINT_ORDER, :]
+                points[:, :, 0] = w - points[:, :, 0] - 1
+        boxes /= scale
+        if points is not None:
+            points /= scale
+        return boxes, scores, points
+
+    def _suppress(self, candidates):
+        n_pts = 5
+        if not candidates:
+            return np.zeros((0, 5), dtype=np.float32), (np.zeros((0, n_pts, 2), dtype=np.float32)
+                                                        if self.use_landmarks and not self.vote else None)
+        boxes = np.vstack([c[0] for c in candidates])
+        scores = np.concatenate([c[1] for c in candidates])
+        order = np.argsort(-scores, kind='stable')
+        det = np.hstack((boxes[order], scores[order, None])).astype(np.float32)
+        if self.vote:
+            return bbox_vote(det, self.nms_threshold).astype(np.float32), None
+        keep = nms(det, self.nms_threshold, device_id=self.ctx_id if self.ctx_id >= 0 else None)
+        if not self.use_landmarks:
+            return det[keep], None
+        points = np.concatenate([c[2] for c in candidates])[order][keep].astype(np.float32)
+        return det[keep], points
+
+    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
+        """Detect faces in one BGR image (array or file path).
+
+        :param threshold: minimum face probability of a candidate (applied before NMS)
+        :param scales: resize factors; candidates of all scales (and flips) are suppressed together
+        :param do_flip: also run on the mirrored image
+        :return: faces float32 (N, 5) x1, y1, x2, y2, score in input-image pixels, best first;
+                 landmarks float32 (N, 5, 2) (None with vote=True or a graph without landmarks)
+        """
+        return self.detect_batch([img], threshold, scales, do_flip)[0]
+
+    def detect_batch(self, imgs, threshold=0.5, scales=(1.0,), do_flip=False):
+        """``detect`` for a list of images; same-size images share one forward pass per scale/flip.
+
+        :return: list of (faces, landmarks), one per image, equal to calling ``detect`` on each
+        """
+        imgs = [as_bgr(im) for im in imgs]
+        groups = collections.defaultdict(list)
+        for i, im in enumerate(imgs):
+            groups[im.shape].append(i)
+        candidates = [[] for _ in imgs]
+        for idxs in groups.values():
+            for scale in scales:
+                for flip in ((False, True) if do_flip else (False,)):
+                    prepared = [self._prepare(imgs[i], scale, flip) for i in idxs]
+                    outputs = self.forward(self._to_tensor(np.stack([p[0] for p in prepared])))
+                    for b, i in enumerate(idxs):
+                        found = self._decode(outputs, b, prepared[b][1], scale, flip, threshold)
+                        if found is not None:
+                            candidates[i].append(found)
+        return [self._suppress(c) for c in candidates]
+
+
+def draw_detections(img, faces, landmarks=None):
+    """Copy of a BGR image with boxes (red), scores and the five landmarks drawn."""
+    out = np.ascontiguousarray(img.copy())
+    for k, face in enumerate(faces):
+        x1, y1, x2, y2 = [int(v) for v in face[:4]]
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 255), 2)
+        cv2.putText(out, '%.2f' % face[4], (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
+        if landmarks is not None:
+            for p, (x, y) in enumerate(landmarks[k]):
+                cv2.circle(out, (int(x), int(y)), 1, LANDMARK_COLOURS[p], 2)
+    return out
+
+
+def detections_to_json(faces, landmarks):
+    return [{'box': [round(float(v), 3) for v in f[:4]], 'score': round(float(f[4]), 6),
+             'landmarks': None if landmarks is None else [[round(float(x), 3), round(float(y), 3)] for x, y in lm]}
+            for f, lm in zip(faces, landmarks if landmarks is not None else [None] * len(faces))]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Detect faces and draw them.',
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--prefix', required=True, help='checkpoint prefix, e.g. model/mnet.25')
+    parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch')
+    parser.add_argument('--image', required=True, help='an image file or a folder of images')
+    parser.add_argument('--output', default='detections', help='output image file (one input) or folder')
+    parser.add_argument('--network', default='net3', help='anchor preset of the model')
+    parser.add_argument('--gpu', type=int, default=-1, help='GPU id; -1 for the CPU')
+    parser.add_argument('--thresh', '--threshold', dest='thresh', type=float, default=0.8, help='score threshold')
+    parser.add_argument('--scale', type=float, default=0.0,
+                        help='resize factor; 0 = the original demo rule (short side 1024, long side <= 1980)')
+    parser.add_argument('--flip', action='store_true', help='also detect on the mirrored image')
+    parser.add_argument('--nms', type=float, default=0.4, help='NMS IoU threshold')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    if os.path.isdir(args.image):
+        inputs = sorted(os.path.join(args.image, f) for f in os.listdir(args.image)
+                        if f.lower().endswith(IMAGE_EXTENSIONS))
+        out_dir = args.output
+    elif os.path.isfile(args.image):
+        inputs, out_dir = [args.image], None
+    else:
+        parser.error('--image: no such file or folder: %s' % args.image)
+    try:
+        detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nms=args.nms)
+    except (CheckpointError, ValueError) as err:
+        parser.exit(2, 'error: %s\n' % err)
+    results = {}
+    for path in inputs:
+        try:
+            img = read_image(path)
+        except ValueError as err:
+            logger.warning('skipping: %s', err)
+            continue
+        scale = args.scale or single_scale(img.shape)
+        faces, landmarks = detector.detect(img, args.thresh, scales=[scale], do_flip=args.flip)
+        if out_dir is None:
+            out_path = args.output if os.path.splitext(args.output)[1] else args.output + '.jpg'
+        else:
+            os.makedirs(out_dir, exist_ok=True)
+            out_path = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + '.jpg')
+        if os.path.dirname(out_path):
+            os.makedirs(os.path.dirname(out_path), exist_ok=True)
+        cv2.imwrite(out_path, draw_detections(img, faces, landmarks))
+        results[path] = detections_to_json(faces, landmarks)
+        logger.info('%s: %d faces -> %s', path, len(faces), out_path)
+    json_path = os.path.splitext(out_path if out_dir is None else os.path.join(out_dir, 'detections'))[0] + '.json'
+    with open(json_path, 'w') as f:
+        json.dump(results, f, indent=1)
+    logger.info('detections saved to %s', json_path)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

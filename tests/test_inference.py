@@ -1,0 +1,214 @@
+"""RetinaFace class: parity with the original implementation, inputs, checkpoints, batch use, CLI."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT, shared_path
+from rcnn.core.checkpoint import CheckpointError
+from retinaface import RetinaFace, single_scale
+
+SCORE_MARGIN = 0.005  # a face this close to the threshold may legitimately flip in or out
+
+
+@pytest.fixture(scope='module')
+def detector(mnet25_prefix):
+    return RetinaFace(mnet25_prefix, 0, ctx_id=-1, network='net3')
+
+
+def _setting_input(img, key):
+    if key == 'a_testpy':
+        return img, [single_scale(img.shape)]
+    return cv2.resize(img, (640, 480), interpolation=cv2.INTER_LINEAR), [1.0]
+
+
+def _assert_matches(faces, landmarks, ref_dets, threshold):
+    ref_boxes = np.array([d['box'] for d in ref_dets]).reshape(-1, 4)
+    ref_scores = np.array([d['score'] for d in ref_dets])
+    ref_lm = np.array([d['landmarks'] for d in ref_dets]).reshape(-1, 5, 2)
+    near = lambda s: np.abs(s - threshold) < SCORE_MARGIN  # noqa: E731
+    faces, landmarks = faces[~near(faces[:, 4])], landmarks[~near(faces[:, 4])]
+    keep = ~near(ref_scores)
+    ref_boxes, ref_scores, ref_lm = ref_boxes[keep], ref_scores[keep], ref_lm[keep]
+    assert len(faces) == len(ref_scores)
+    np.testing.assert_allclose(faces[:, :4], ref_boxes, atol=0.01)
+    np.testing.assert_allclose(faces[:, 4], ref_scores, atol=1e-4)
+    np.testing.assert_allclose(landmarks, ref_lm, atol=0.01)
+
+
+@pytest.mark.parametrize('image', ['t1.jpg', 't4.jpg'])
+@pytest.mark.parametrize('setting', ['a_testpy', 'b_640x480', 'c_640x480_flip'])
+def test_parity_with_original_detections(detector, image, setting):
+    ref = json.load(open(shared_path('reference', 'orig_mnet25_detect.json')))
+    conf = ref['settings'][setting]
+    img, scales = _setting_input(cv2.imread(shared_path('images', image)), setting)
+    faces, landmarks = detector.detect(img, conf['threshold'], scales=scales, do_flip=conf['do_flip'])
+    assert faces.dtype == np.float32 and landmarks.dtype == np.float32
+    _assert_matches(faces, landmarks, ref['images'][image][setting]['dets'], conf['threshold'])
+
+
+def test_raw_outputs_match_original(detector):
+    ref = json.load(open(shared_path('reference', 'orig_mnet25_raw.json')))
+    img = cv2.resize(cv2.imread(shared_path('images', 't1.jpg')), (640, 640), interpolation=cv2.INTER_LINEAR)
+    tensor = detector._to_tensor(img[None])
+    assert float(tensor.astype(np.float64).sum()) == ref['input']['tensor_sum']
+    np.testing.assert_array_equal(tensor.reshape(-1)[:10], ref['input']['tensor_first10'])
+    for out, r in zip(detector.forward(tensor), ref['outputs']):
+        assert list(out.shape) == r['shape']
+        np.testing.assert_allclose(out.reshape(-1)[:10], r['first10'], atol=1e-4)
+        assert abs(out.astype(np.float64).sum() - r['sum']) <= 1e-4 * max(1.0, r['abs_sum'])
+        assert abs(out.min() - r['min']) < 1e-4 and abs(out.max() - r['max']) < 1e-4
+
+
+def _reference_detect(det, img, threshold, scale):
+    """Independent, loop-based decoding in the original's style (no shared code with retinaface.py)."""
+    im = cv2.resize(img, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale != 1 else img
+    outs = det.forward(det._to_tensor(im[None]))
+    base = {32: [(-248, -248, 263, 263), (-120, -120, 135, 135)], 16: [(-56, -56, 71, 71), (-24, -24, 39, 39)],
+            8: [(-8, -8, 23, 23), (0, 0, 15, 15)]}
+    rows = []
+    for level, s in enumerate((32, 16, 8)):
+        prob, box, lmk = outs[3 * level: 3 * level + 3]
+        for i in range(prob.shape[2]):
+            for j in range(prob.shape[3]):
+                for a in range(2):
+                    score = prob[0, 2 + a, i, j]
+                    if score < threshold:
+                        continue
+                    x1, y1, x2, y2 = [v + o for v, o in zip(base[s][a], (j * s, i * s, j * s, i * s))]
+                    w, h = x2 - x1 + 1.0, y2 - y1 + 1.0
+                    cx, cy = x1 + 0.5 * (w - 1), y1 + 0.5 * (h - 1)
+                    dx, dy, dw, dh = box[0, 4 * a: 4 * a + 4, i, j]
+                    px, py, pw, ph = dx * w + cx, dy * h + cy, np.exp(dw) * w, np.exp(dh) * h
+                    b = [px - 0.5 * (pw - 1), py - 0.5 * (ph - 1), px + 0.5 * (pw - 1), py + 0.5 * (ph - 1)]
+                    b = [min(max(b[0], 0), im.shape[1] - 1), min(max(b[1], 0), im.shape[0] - 1),
+                         min(max(b[2], 0), im.shape[1] - 1), min(max(b[3], 0), im.shape[0] - 1)]
+                    pts = [(lmk[0, 10 * a + 2 * p, i, j] * w + cx, lmk[0, 10 * a + 2 * p + 1, i, j] * h + cy)
+                           for p in range(5)]
+                    rows.append((score, [v / scale for v in b], [(x / scale, y / scale) for x, y in pts]))
+    rows.sort(key=lambda r: -r[0])
+    kept = []
+    for score, b, pts in rows:
+        ok = True
+        for _, kb, _ in kept:
+            iw = min(b[2], kb[2]) - max(b[0], kb[0]) + 1
+            ih = min(b[3], kb[3]) - max(b[1], kb[1]) + 1
+            if iw > 0 and ih > 0:
+                inter = iw * ih
+                union = (b[2] - b[0] + 1) * (b[3] - b[1] + 1) + (kb[2] - kb[0] + 1) * (kb[3] - kb[1] + 1) - inter
+                if inter / union >= 0.4:
+                    ok = False
+                    break
+        if ok:
+            kept.append((score, b, pts))
+    return [{'score': s, 'box': b, 'landmarks': p} for s, b, p in kept]
+
+
+@pytest.mark.parametrize('image', ['t2.jpg', 't3.jpg', 't5.jpg', 't6.jpg'])
+def test_other_images_match_reference_decoder(detector, image):
+    img = cv2.imread(shared_path('images', image))
+    scale = min(1.0, 1024.0 / max(img.shape[:2]))
+    faces, landmarks = detector.detect(img, 0.5, scales=[scale])
+    assert len(faces) >= 3
+    _assert_matches(faces, landmarks, _reference_detect(detector, img, 0.5, scale), 0.5)
+
+
+def test_batch_equals_one_by_one(detector):
+    imgs = [cv2.resize(cv2.imread(shared_path('images', n)), (480, 360)) for n in ('t1.jpg', 't4.jpg', 't5.jpg')]
+    imgs.append(cv2.imread(shared_path('images', 't1.jpg'))[:300, :400])  # a different size in the same call
+    batch = detector.detect_batch(imgs, 0.5, scales=[1.0, 0.5], do_flip=True)
+    for img, (faces, lms) in zip(imgs, batch):
+        one_faces, one_lms = detector.detect(img, 0.5, scales=[1.0, 0.5], do_flip=True)
+        np.testing.assert_allclose(faces, one_faces, atol=1e-3)
+        np.testing.assert_allclose(lms, one_lms, atol=1e-3)
+
+
+def test_executor_reused_per_shape(detector):
+    img = np.full((200, 300, 3), 128, np.uint8)
+    detector.detect(img)
+    exe = detector._executors[(1, 3, 200, 300)]
+    detector.detect(img)
+    assert detector._executors[(1, 3, 200, 300)] is exe
+
+
+def test_no_faces_gives_empty_arrays(detector):
+    faces, landmarks = detector.detect(np.zeros((240, 320, 3), np.uint8), threshold=0.9)
+    assert faces.shape == (0, 5) and landmarks.shape == (0, 5, 2)
+
+
+def test_vote_mode_and_input_kinds(mnet25_prefix, tmp_path):
+    img = cv2.imread(shared_path('images', 't1.jpg'))
+    small = cv2.resize(img, (640, 443))
+    voter = RetinaFace(mnet25_prefix, 0, ctx_id=-1, vote=True)
+    faces, landmarks = voter.detect(small, 0.5)
+    assert landmarks is None and faces.shape[1] == 5 and len(faces) >= 4
+    det = RetinaFace(mnet25_prefix, 0, ctx_id=-1, max_side=1000)
+    base, _ = det.detect(small, 0.5)
+    gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    assert len(det.detect(gray, 0.5)[0]) >= 3                                     # (H, W) grayscale
+    bgra = np.dstack([small, np.full(small.shape[:2], 255, np.uint8)])
+    np.testing.assert_allclose(det.detect(bgra, 0.5)[0], base)                    # BGRA
+    np.testing.assert_allclose(det.detect(small.astype(np.float32), 0.5)[0], base, atol=1e-4)  # float 0..255
+    path = str(tmp_path / 'x.jpg')
+    cv2.imwrite(path, small)
+    assert len(det.detect(path, 0.5)[0]) == len(base)                            # file path
+    for bad, msg in [(None, 'None'), (np.zeros((0, 0, 3), np.uint8), 'empty'),
+                     (small.astype(np.float32) / 255.0, '0..1'), (np.zeros((5, 5, 2), np.uint8), 'shape'),
+                     (str(tmp_path / 'missing.jpg'), 'not found'), (small, 'max_side')]:
+        with pytest.raises(ValueError, match=msg):
+            det.detect(bad, 0.5, scales=[2.0] if msg == 'max_side' else [1.0])
+    not_image = tmp_path / 'notes.jpg'
+    not_image.write_text('hello')
+    with pytest.raises(ValueError, match='not a readable image'):
+        det.detect(str(not_image))
+
+
+def test_checkpoint_errors_name_the_file(mnet25_prefix, tmp_path):
+    with pytest.raises(CheckpointError, match=r'mnet.25-0003.params.*available epochs for this prefix: 0'):
+        RetinaFace(mnet25_prefix, 3, ctx_id=-1)
+    lonely = str(tmp_path / 'lonely')
+    shutil.copy(mnet25_prefix + '-0000.params', lonely + '-0000.params')
+    with pytest.raises(CheckpointError, match='symbol file not found: .*lonely-symbol.json'):
+        RetinaFace(lonely, 0, ctx_id=-1)
+    # R50 graph with mnet.25 params: "another network"
+    mixed = str(tmp_path / 'mixed')
+    shutil.copy(shared_path('models', 'R50-symbol.json'), mixed + '-symbol.json')
+    shutil.copy(mnet25_prefix + '-0000.params', mixed + '-0000.params')
+    with pytest.raises(CheckpointError, match='mixed-0000.params does not fit its graph.*another network'):
+        RetinaFace(mixed, 0, ctx_id=-1)
+    broken = str(tmp_path / 'broken')
+    shutil.copy(mnet25_prefix + '-symbol.json', broken + '-symbol.json')
+    with open(broken + '-0000.params', 'wb') as f:
+        f.write(open(mnet25_prefix + '-0000.params', 'rb').read()[:1000])
+    with pytest.raises(CheckpointError, match='cannot read params file .*broken-0000.params'):
+        RetinaFace(broken, 0, ctx_id=-1)
+    with pytest.raises(CheckpointError, match='no .*nothing-NNNN.params file exists; put the published model'):
+        RetinaFace(str(tmp_path / 'nothing'), 0, ctx_id=-1)
+    with pytest.raises(ValueError, match='valid names'):
+        RetinaFace(mnet25_prefix, 0, ctx_id=-1, network='net9')
+
+
+def test_cli_draws_and_saves_json(mnet25_prefix, tmp_path):
+    images = tmp_path / 'in'
+    images.mkdir()
+    shutil.copy(shared_path('images', 't1.jpg'), images / 't1.jpg')
+    cv2.imwrite(str(images / 'small.png'), cv2.resize(cv2.imread(shared_path('images', 't4.jpg')), (400, 300)))
+    out = tmp_path / 'out'
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'retinaface.py'), '--prefix', mnet25_prefix,
+                          '--epoch', '0', '--image', str(images), '--output', str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    dets = json.load(open(out / 'detections.json'))
+    assert len(dets[str(images / 't1.jpg')]) == 6
+    drawn = cv2.imread(str(out / 't1.jpg'))
+    assert drawn.shape == (886, 1280, 3)
+    assert not np.array_equal(drawn, cv2.imread(str(images / 't1.jpg')))
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, 'retinaface.py'), '--prefix', str(tmp_path / 'nope'),
+                          '--image', str(images / 't1.jpg')], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and 'nope-0000.params' in bad.stderr and 'Traceback' not in bad.stderr
