@@ -56,7 +56,7 @@ def test_parity_with_original_detections(detector, image, setting):
 def test_raw_outputs_match_original(detector):
     ref = json.load(open(shared_path('reference', 'orig_mnet25_raw.json')))
     img = cv2.resize(cv2.imread(shared_path('images', 't1.jpg')), (640, 640), interpolation=cv2.INTER_LINEAR)
-    tensor = detector._to_tensor(img[None])
+    tensor = detector._to_tensor([img])
     assert float(tensor.astype(np.float64).sum()) == ref['input']['tensor_sum']
     np.testing.assert_array_equal(tensor.reshape(-1)[:10], ref['input']['tensor_first10'])
     for out, r in zip(detector.forward(tensor), ref['outputs']):
@@ -69,7 +69,7 @@ def test_raw_outputs_match_original(detector):
 def _reference_detect(det, img, threshold, scale):
     """Independent, loop-based decoding in the original's style (no shared code with retinaface.py)."""
     im = cv2.resize(img, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale != 1 else img
-    outs = det.forward(det._to_tensor(im[None]))
+    outs = det.forward(det._to_tensor([im]))
     base = {32: [(-248, -248, 263, 263), (-120, -120, 135, 135)], 16: [(-56, -56, 71, 71), (-24, -24, 39, 39)],
             8: [(-8, -8, 23, 23), (0, 0, 15, 15)]}
     rows = []
@@ -132,9 +132,9 @@ def test_batch_equals_one_by_one(detector):
 def test_executor_reused_per_shape(detector):
     img = np.full((200, 300, 3), 128, np.uint8)
     detector.detect(img)
-    exe = detector._executors[(1, 3, 200, 300)]
+    exe = detector._executors[(1, 3, 200, 300)][0]
     detector.detect(img)
-    assert detector._executors[(1, 3, 200, 300)] is exe
+    assert detector._executors[(1, 3, 200, 300)][0] is exe
 
 
 def test_no_faces_gives_empty_arrays(detector):

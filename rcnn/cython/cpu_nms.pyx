@@ -11,39 +11,46 @@ def cpu_nms(dets, float thresh):
     """:param dets: (N, >=5) x1, y1, x2, y2, score (any float dtype; computed in float32)
     :return: (K,) int64 indices of kept rows, by descending score
     """
-    d = np.ascontiguousarray(dets[:, :5], dtype=np.float32)
+    d = np.asarray(dets, dtype=np.float32)
     cdef Py_ssize_t n = d.shape[0]
     order_np = np.argsort(-d[:, 4], kind='stable').astype(np.intp)
-    keep_np = np.empty(n, dtype=np.int64)
-    areas_np = ((d[:, 2] - d[:, 0] + 1) * (d[:, 3] - d[:, 1] + 1)).astype(np.float32)
-    suppressed_np = np.zeros(n, dtype=np.uint8)
-    cdef const float[:, ::1] b = d
-    cdef const Py_ssize_t[::1] order = order_np
+    # coordinates in score order, contiguous: the inner loop reads memory sequentially
+    s = np.ascontiguousarray(d[order_np, :4].T)
+    cdef const float[::1] x1 = s[0], y1 = s[1], x2 = s[2], y2 = s[3]
+    areas_np = ((s[2] - s[0] + 1) * (s[3] - s[1] + 1)).astype(np.float32)
     cdef const float[::1] areas = areas_np
-    cdef unsigned char[::1] suppressed = suppressed_np
+    remaining_np = np.arange(n, dtype=np.intp)   # positions (in score order) not yet suppressed
+    cdef Py_ssize_t[::1] remaining = remaining_np
+    keep_np = np.empty(n, dtype=np.int64)
     cdef long long[::1] keep = keep_np
-    cdef Py_ssize_t _i, _j, i, j, nkeep = 0
+    cdef const Py_ssize_t[::1] order = order_np
+    cdef Py_ssize_t count = n, nkeep = 0, t, j, i, new_count
     cdef float ix1, iy1, ix2, iy2, iarea, w, h, inter, ovr
+    # With thresh > 0 a pair without overlap (IoU 0, or NaN for empty unions) never suppresses: skip it early.
+    cdef bint positive = thresh > 0
     with nogil:
-        for _i in range(n):
-            i = order[_i]
-            if suppressed[i]:
-                continue
-            keep[nkeep] = i
+        while count > 0:
+            i = remaining[0]
+            keep[nkeep] = order[i]
             nkeep += 1
-            ix1 = b[i, 0]
-            iy1 = b[i, 1]
-            ix2 = b[i, 2]
-            iy2 = b[i, 3]
+            ix1 = x1[i]
+            iy1 = y1[i]
+            ix2 = x2[i]
+            iy2 = y2[i]
             iarea = areas[i]
-            for _j in range(_i + 1, n):
-                j = order[_j]
-                if suppressed[j]:
+            new_count = 0
+            for t in range(1, count):
+                j = remaining[t]
+                w = max(<float>0.0, min(ix2, x2[j]) - max(ix1, x1[j]) + 1)
+                if positive and w == 0:
+                    remaining[new_count] = j
+                    new_count += 1
                     continue
-                w = max(<float>0.0, min(ix2, b[j, 2]) - max(ix1, b[j, 0]) + 1)
-                h = max(<float>0.0, min(iy2, b[j, 3]) - max(iy1, b[j, 1]) + 1)
+                h = max(<float>0.0, min(iy2, y2[j]) - max(iy1, y1[j]) + 1)
                 inter = w * h
                 ovr = inter / (iarea + areas[j] - inter)
-                if ovr >= thresh:
-                    suppressed[j] = 1
+                if not (ovr >= thresh):
+                    remaining[new_count] = j
+                    new_count += 1
+            count = new_count
     return keep_np[:nkeep]
