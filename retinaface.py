@@ -14,14 +14,15 @@ import logging
 import os
 import sys
 
-import cv2
-import mxnet as mx
-import numpy as np
+os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')  # no log line per bound input shape
+import cv2  # noqa: E402
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
 
-from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint
-from rcnn.processing.anchors import AnchorCache, anchor_config
-from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred
-from rcnn.processing.nms import bbox_vote, nms
+from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint  # noqa: E402
+from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
+from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred  # noqa: E402
+from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
 
 __all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
 logger = logging.getLogger(__name__)

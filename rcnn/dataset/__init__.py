@@ -1,0 +1,1 @@
+"""Datasets: RetinaFace annotations, the generated demo set, and the WIDER FACE evaluation."""

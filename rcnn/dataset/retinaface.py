@@ -1,0 +1,225 @@
+"""RetinaFace annotations (``<dataset_path>/<split>/label.txt`` + ``images/``) and the roidb.
+
+label.txt: a line ``# <path relative to images/>`` starts an image; each following line is a face:
+``x y w h`` (val/test), optionally followed by 5 x ``lx ly v`` (left eye, right eye, nose, left and
+right mouth corner) and ``blur`` (train: 20 numbers). Landmark flag in the file: -1 missing (point
+must be -1 -1), 0 visible, 1 annotated but occluded.
+
+roidb record keys:
+  image (str path), width, height (int), flipped (bool),
+  boxes (G, 4) float32 x1, y1, x2, y2 inclusive pixels, clipped to the image,
+  landmarks (G, 5, 3) float32 x, y, flag with flag 1.0 visible, 0.0 occluded, -1.0 missing,
+  blur (G,) float32, label_line (G,) int (line of each face in label.txt).
+"""
+import hashlib
+import logging
+import os
+import pickle
+
+import cv2
+import numpy as np
+
+from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
+
+__all__ = ['AnnotationError', 'parse_label_file', 'RetinaFaceDataset', 'flip_roidb']
+logger = logging.getLogger(__name__)
+CACHE_VERSION = 2
+FLAG_VISIBLE, FLAG_OCCLUDED, FLAG_MISSING = 1.0, 0.0, -1.0
+BLUR_DEFAULT = 0.3  # negative blur values in the file mean "unknown"
+
+
+class AnnotationError(ValueError):
+    """A label file or image problem, with the file and line it comes from."""
+
+
+def _face_values(values, where, with_landmarks):
+    if len(values) not in (4, 19, 20):
+        raise AnnotationError('%s: expected 4 numbers (x y w h), or 19/20 with 5 landmarks (x y flag) and '
+                              'blur, got %d' % (where, len(values)))
+    box = values[:4]
+    if box[2] < 0 or box[3] < 0:
+        raise AnnotationError('%s: negative box width/height %g x %g' % (where, box[2], box[3]))
+    lms = np.full((5, 3), -1.0, dtype=np.float32)
+    blur = BLUR_DEFAULT
+    if with_landmarks and len(values) >= 19:
+        raw = np.asarray(values[4:19], dtype=np.float32).reshape(5, 3)
+        for p, (x, y, v) in enumerate(raw):
+            if v == -1:
+                if not (x == -1 and y == -1):
+                    raise AnnotationError('%s: landmark %d is flagged missing (-1) but has coordinates %g %g'
+                                          % (where, p, x, y))
+                lms[p] = (-1, -1, FLAG_MISSING)
+            elif v in (0, 1):
+                lms[p] = (x, y, FLAG_VISIBLE if v == 0 else FLAG_OCCLUDED)
+            else:
+                raise AnnotationError('%s: landmark %d flag must be -1, 0 or 1, got %g' % (where, p, v))
+        if len(values) == 20 and values[19] >= 0:
+            blur = values[19]
+    return box, lms, blur
+
+
+def parse_label_file(label_path, with_landmarks=True, skip_bad=False, skipped=None):
+    """label.txt -> list of {'path', 'line', 'boxes_xywh' (G,4), 'landmarks' (G,5,3), 'blur' (G,), 'lines' (G,)}.
+
+    A malformed line raises AnnotationError naming file:line; with skip_bad it is logged, appended to
+    `skipped` as (where, why) and left out.
+    """
+    if not os.path.isfile(label_path):
+        raise AnnotationError('label file not found: %s' % label_path)
+    records, current = [], None
+
+    def bad(err):
+        if not skip_bad:
+            raise err
+        logger.warning('skipped: %s', err)
+        if skipped is not None:
+            skipped.append(str(err))
+
+    with open(label_path, 'r', errors='replace') as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            where = '%s:%d' % (label_path, lineno)
+            if line.startswith('#'):
+                path = line[1:].strip()
+                if not path:
+                    bad(AnnotationError('%s: "#" line without an image path' % where))
+                    current = None
+                    continue
+                current = {'path': path, 'line': lineno, 'faces': []}
+                records.append(current)
+                continue
+            if current is None:
+                bad(AnnotationError('%s: face line before any "# <image path>" line' % where))
+                continue
+            try:
+                values = [float(v) for v in line.split()]
+                if not np.all(np.isfinite(values)):
+                    raise AnnotationError('%s: non-finite number' % where)
+                current['faces'].append((lineno,) + _face_values(values, where, with_landmarks))
+            except ValueError as err:
+                bad(err if isinstance(err, AnnotationError) else
+                    AnnotationError('%s: not a list of numbers: %r' % (where, line[:60])))
+    out = []
+    for rec in records:
+        faces = rec.pop('faces')
+        rec['lines'] = np.array([f[0] for f in faces], dtype=np.int64)
+        rec['boxes_xywh'] = np.array([f[1] for f in faces], dtype=np.float64).reshape(-1, 4)
+        rec['landmarks'] = np.array([f[2] for f in faces], dtype=np.float32).reshape(-1, 5, 3)
+        rec['blur'] = np.array([f[3] for f in faces], dtype=np.float32)
+        out.append(rec)
+    return out
+
+
+def _image_size(path):
+    """(width, height) of a readable image file, None otherwise (decodes it: proves it is readable)."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if img is None else (img.shape[1], img.shape[0])
+
+
+def flip_roidb(roidb):
+    """Mirrored twins of every record (boxes x1' = W - x2 - 1, landmarks mirrored with eyes/mouth swapped)."""
+    out = []
+    for rec in roidb:
+        twin = dict(rec)
+        twin['boxes'] = flip_boxes(rec['boxes'], rec['width'])
+        lms = flip_landmarks(rec['landmarks'], rec['width'])
+        lms[lms[:, :, 2] == FLAG_MISSING] = (-1, -1, FLAG_MISSING)  # missing points stay (-1, -1)
+        twin['landmarks'] = lms
+        twin['flipped'] = True
+        out.append(twin)
+    return out
+
+
+class RetinaFaceDataset:
+    """One split of a RetinaFace-layout dataset.
+
+    :param image_set: 'train', 'val' or 'test'
+    :param root_path: parent of the roidb cache folder (``<root_path>/cache``)
+    :param dataset_path: folder holding ``<image_set>/label.txt`` and ``<image_set>/images``
+    """
+
+    def __init__(self, image_set, root_path, dataset_path, skip_bad=False):
+        self.image_set = image_set
+        self.root_path = root_path
+        self.data_path = os.path.join(dataset_path, image_set)
+        self.label_path = os.path.join(self.data_path, 'label.txt')
+        self.image_dir = os.path.join(self.data_path, 'images')
+        self.skip_bad = skip_bad
+        self.skipped = []
+        self.name = 'retinaface_%s' % image_set
+
+    @property
+    def cache_file(self):
+        return os.path.join(self.root_path, 'cache', '%s_gt_roidb.pkl' % self.name)
+
+    def _label_digest(self):
+        h = hashlib.sha1()
+        with open(self.label_path, 'rb') as f:
+            h.update(f.read())
+        h.update(repr((CACHE_VERSION, self.skip_bad, os.path.abspath(self.image_dir))).encode())
+        return h.hexdigest()
+
+    def gt_roidb(self):
+        """Records of every image (train: images without faces are left out, and counted)."""
+        if not os.path.isfile(self.label_path):
+            raise AnnotationError('label file not found: %s (expected the RetinaFace layout '
+                                  '<dataset_path>/%s/label.txt + images/)' % (self.label_path, self.image_set))
+        digest = self._label_digest()
+        if os.path.isfile(self.cache_file):
+            try:
+                with open(self.cache_file, 'rb') as f:
+                    cached = pickle.load(f)
+                if cached.get('digest') == digest:
+                    self.skipped = cached['skipped']
+                    logger.info('%s roidb loaded from %s', self.name, self.cache_file)
+                    return cached['roidb']
+                logger.info('%s changed since %s was written: rebuilding', self.label_path, self.cache_file)
+            except (OSError, pickle.UnpicklingError, EOFError, KeyError, AttributeError):
+                logger.info('unreadable cache %s: rebuilding', self.cache_file)
+        roidb = self._build()
+        os.makedirs(os.path.dirname(self.cache_file), exist_ok=True)
+        tmp = self.cache_file + '.tmp'
+        with open(tmp, 'wb') as f:
+            pickle.dump({'digest': digest, 'roidb': roidb, 'skipped': self.skipped}, f, pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self.cache_file)
+        return roidb
+
+    def _build(self):
+        train = self.image_set == 'train'
+        self.skipped = []
+        records = parse_label_file(self.label_path, with_landmarks=train, skip_bad=self.skip_bad,
+                                   skipped=self.skipped)
+        roidb, no_faces = [], 0
+        for rec in records:
+            where = '%s:%d' % (self.label_path, rec['line'])
+            path = os.path.join(self.image_dir, rec['path'])
+            size = _image_size(path) if os.path.isfile(path) else None
+            if size is None:
+                err = AnnotationError('%s: image %s' % (where, 'not found: %s' % path if not os.path.isfile(path)
+                                                         else 'is not a readable image: %s' % path))
+                if not self.skip_bad:
+                    raise err
+                logger.warning('skipped: %s', err)
+                self.skipped.append(str(err))
+                continue
+            width, height = size
+            xywh = rec['boxes_xywh']
+            boxes = np.stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2] - 1, xywh[:, 1] + xywh[:, 3] - 1], 1)
+            boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width - 1)
+            boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height - 1)
+            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            entry = {'image': path, 'width': width, 'height': height, 'flipped': False,
+                     'boxes': boxes[valid].astype(np.float32), 'landmarks': rec['landmarks'][valid],
+                     'blur': rec['blur'][valid], 'label_line': rec['lines'][valid], 'rel_path': rec['path']}
+            if train and not valid.any():
+                no_faces += 1
+                continue
+            roidb.append(entry)
+        if no_faces:
+            logger.info('%s: %d training images have no usable face and are not used', self.label_path, no_faces)
+        if self.skipped:
+            logger.warning('%s: skipped %d bad entries (--skip_bad)', self.label_path, len(self.skipped))
+        logger.info('%s: %d images, %d faces', self.label_path, len(roidb), sum(len(r['boxes']) for r in roidb))
+        return roidb
