@@ -228,13 +228,22 @@ def _best_double(pred, gt):
     return np.where(o[np.arange(len(o)), best] >= IOU_THRESH, best, -1)
 
 
-def image_evaluation(pred, gt, counted):
-    """Per prediction (score order): (pred_recall cumulative counted faces found, proposal flag 1/-1)."""
+def match_predictions(pred, gt):
+    """(P,) GT index each prediction (in score order) matches at IoU >= 0.5, or -1.
+
+    int32 ground truth: the first GT that passes under boxoverlap.m's int32 arithmetic;
+    float ground truth: the first GT of highest IoU (MATLAB max on doubles).
+    """
     if np.issubdtype(gt.dtype, np.integer):
         passes = _match_int32(pred, gt)
-        idx = np.where(passes.any(axis=1), passes.argmax(axis=1), -1)  # first passing GT
-    else:
-        idx = _best_double(pred, gt)
+        return np.where(passes.any(axis=1), passes.argmax(axis=1), -1)
+    return _best_double(pred, gt)
+
+
+def image_evaluation(pred, gt, counted, idx=None):
+    """Per prediction (score order): (pred_recall cumulative counted faces found, proposal flag 1/-1)."""
+    if idx is None:
+        idx = match_predictions(pred, gt)
     is_counted = np.zeros(len(gt), dtype=bool)
     is_counted[counted] = True
     matched = idx >= 0
@@ -253,17 +262,20 @@ def _thresholds():
     return 1 - t / THRESH_NUM
 
 
-def pr_curve(preds, gt, setting):
-    """(precision (1000,), recall (1000,), count_face) of one setting over normalised predictions."""
+def pr_curve(preds, gt, setting, matches=None):
+    """(precision (1000,), recall (1000,), count_face) of one setting over normalised predictions.
+
+    matches: optional per-image output of ``match_predictions`` (it does not depend on the setting).
+    """
     thr = _thresholds()
     proposals = np.zeros(THRESH_NUM)
     tps = np.zeros(THRESH_NUM)
     count_face = 0
-    for det, boxes, counted in zip(preds, gt.boxes, gt.keep[setting]):
+    for i, (det, boxes, counted) in enumerate(zip(preds, gt.boxes, gt.keep[setting])):
         count_face += len(counted)
         if len(boxes) == 0 or len(det) == 0:
             continue
-        pred_recall, proposal = image_evaluation(det, boxes, counted)
+        pred_recall, proposal = image_evaluation(det, boxes, counted, None if matches is None else matches[i])
         scores = det[:, 4]
         n_nan = int(np.isnan(scores).sum())                      # NaN scores sit first (MATLAB sort)
         valid = scores[n_nan:]                                   # descending, no NaN
@@ -293,9 +305,10 @@ def voc_ap(recall, precision):
 def evaluate(preds, gt):
     """{setting: {'ap', 'precision', 'recall', 'faces'}} for raw (unnormalised) sorted predictions."""
     norm = normalise_scores(preds)
+    matches = [match_predictions(d, b) if len(d) and len(b) else None for d, b in zip(norm, gt.boxes)]
     results = {}
     for setting in gt.keep:
-        precision, recall, faces = pr_curve(norm, gt, setting)
+        precision, recall, faces = pr_curve(norm, gt, setting, matches)
         results[setting] = {'ap': voc_ap(recall, precision), 'precision': precision, 'recall': recall,
                             'faces': faces}
     return results
