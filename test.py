@@ -76,11 +76,17 @@ def parse_args(argv=None):
     p.add_argument('--parts', type=int, default=1, help='number of processes sharing the split')
     p.add_argument('--gt', default=None, help='folder with the official wider_*_val.mat ground truth; '
                                               'default: the split label.txt, every face counted')
+    p.add_argument('--scales', default='', help='comma-separated resize factors replacing the mode\'s rule '
+                                                '(e.g. 1.0 for small images); flip still follows --mode')
     p.add_argument('--overwrite', action='store_true', help='recompute images whose result file exists')
     p.add_argument('--limit', type=int, default=0, help='only the first N images of the split (0 = all)')
     args = p.parse_args(argv)
     if not 0 <= args.part < args.parts:
         p.error('--part must lie in [0, --parts)')
+    try:
+        args.scale_list = [float(v) for v in args.scales.split(',') if v.strip()]
+    except ValueError:
+        p.error('--scales must be comma-separated numbers, got %r' % args.scales)
     return args
 
 
@@ -109,6 +115,7 @@ def run(args):
             failed += 1
             continue
         scales, flip = test_scales(img.shape, args.mode)
+        scales = args.scale_list or scales
         faces, _ = detector.detect(img, args.thresh, scales=scales, do_flip=flip)
         os.makedirs(out_dir, exist_ok=True)
         write_submission(out_path, '%s/%s' % (event, name), faces)

