@@ -111,7 +111,6 @@ def test_finetune_published_mnet25_on_real_wider(tmp_path):
             vals = dict(kv.split('=') for kv in line.split('\t') if '=' in kv)
             losses.append(np.mean([float(vals['RPNL1Loss_s%d' % s]) for s in (32, 16, 8)]
                                   + [float(vals['RPNLogLoss_s%d' % s]) for s in (32, 16, 8)]))
-            assert 'nan' not in vals['RPNLandMarkL1Loss_s8'] or True
     assert len(losses) >= 2 and all(np.isfinite(losses))
     det = RetinaFace(prefix, 1, ctx_id=-1)
     img = cv2.imread(shared_path('images', 't1.jpg'))
@@ -135,3 +134,43 @@ def test_published_recipe_log_names(tmp_path):
     line = next(line for line in res.stdout.splitlines() if 'Speed:' in line)
     names = [kv.split('=')[0] for kv in line.split('\t') if '=' in kv]
     assert [n for n in names if not n.startswith('RPNLogLoss')] == ref_names
+
+
+def test_losses_fall_on_a_fixed_real_batch():
+    """The training graph from the published weights, repeated SGD steps on one batch of real WIDER crops
+    (landmarks missing): the OHEM classification and box losses fall."""
+    from rcnn.config import get_config
+    from rcnn.core.loader import CropLoader
+    from rcnn.core.metric import get_metrics
+    from rcnn.dataset.retinaface import RetinaFaceDataset
+    from rcnn.symbol import get_symbol
+    from rcnn.symbol.common import label_names
+    data = os.path.dirname(os.path.dirname(shared_path('widerface', 'retinaface', 'train', 'label.txt')))
+    _, arg, aux = mx.model.load_checkpoint(shared_path('models', 'mnet.25-0000.params')[:-len('-0000.params')], 0)
+    cfg = get_config('mnet', IMAGE_SIZE=320, TRAIN__BATCH_IMAGES=4, DCN_PORTABLE=True)
+    import tempfile
+    with tempfile.TemporaryDirectory() as cache:
+        roidb = RetinaFaceDataset('train', cache, data).gt_roidb()[:8]
+    assert all((r['landmarks'][:, :, 2] == -1).all() for r in roidb)  # landmarks marked missing
+    loader = CropLoader(roidb, cfg, 4, workers=0, seed=5)
+    batch = loader.next()
+    assert sum((lab.asnumpy() == 1).sum() for lab, d in zip(batch.label, loader.provide_label)
+               if 'label' in d.name) > 0
+    sym = get_symbol('mnet', 'train', cfg)
+    mod = mx.mod.Module(sym, data_names=['data'], label_names=label_names(cfg.RPN_FEAT_STRIDE), context=mx.cpu())
+    mod.bind(loader.provide_data, loader.provide_label)
+    mod.init_params(mx.init.Xavier(), arg_params=arg, aux_params=aux, allow_missing=True)
+    mod.init_optimizer(optimizer='sgd', optimizer_params={'learning_rate': 0.01, 'momentum': 0.9})
+    metric = get_metrics(sym.list_outputs(), cfg.RPN_FEAT_STRIDE)
+    losses = []
+    for _ in range(12):
+        metric.reset()
+        mod.forward_backward(batch)
+        mod.update_metric(metric, batch.label)
+        mod.update()
+        values = dict(zip(*metric.get()))
+        # a stride without positive anchors in this batch has no box loss to average (NaN): leave it out
+        losses.append(sum(values['RPNLogLoss_s%d' % s] for s in (32, 16, 8)) +
+                      np.nansum([values['RPNL1Loss_s%d' % s] for s in (32, 16, 8)]))
+        assert np.isnan(values['RPNLandMarkL1Loss_s8'])  # no landmark weight anywhere: nothing to average
+    assert np.all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
