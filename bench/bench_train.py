@@ -62,7 +62,7 @@ def main():
     parser.add_argument('--workers', default='0,1,2')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        generate(os.path.join(tmp, 'retinaface'), train=64, val=1, seed=0)
+        generate(os.path.join(tmp, 'retinaface'), train=96, val=1, seed=0)  # 192 samples with flips
         roidb = RetinaFaceDataset('train', tmp, os.path.join(tmp, 'retinaface')).gt_roidb()
         roidb = roidb + flip_roidb(roidb)
         print('%-40s %10s' % ('case (CPU, %d threads)' % os.cpu_count(), 'images/s'))
