@@ -40,6 +40,10 @@ def _common():
         'LANDMARK_LR_MULT': 2.5,       # landmark loss weight relative to the box loss (x 0.4)
         'LAYER_FIX': True,             # freeze the stem (first two convs + their BN affine) of the backbone
         'NAME_SCHEME': 'rf',           # neck/head parameter naming of the published models: 'rf' (mnet.25) or 'ssh' (R50)
+        'dataset_path': '',            # folder holding <split>/label.txt and <split>/images
+        'image_set': '',               # training split folder name
+        'test_image_set': '',          # evaluation split folder name
+        'root_path': '',               # parent of the roidb cache folder (<root_path>/cache)
         'pretrained': '',              # checkpoint prefix of the ImageNet backbone
         'pretrained_epoch': 0,         # its epoch
         'lr': 0.01,                    # base learning rate
@@ -100,7 +104,6 @@ def get_config(network='mnet', dataset='retinaface', **overrides):
     if dataset not in DATASETS:
         raise ValueError('unknown dataset %r; valid: %s' % (dataset, ', '.join(sorted(DATASETS))))
     cfg = _common()
-    cfg.update({'dataset_path': '', 'image_set': '', 'test_image_set': '', 'root_path': ''})
     _merge(cfg, NETWORKS[network])
     _merge(cfg, DATASETS[dataset])
     for key, value in overrides.items():
