@@ -140,7 +140,7 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout)
     try:
         run(args)
     except (CheckpointError, AnnotationError, FileNotFoundError, ValueError) as err:

@@ -159,3 +159,25 @@ def test_label_file_is_parsed_for_val_without_landmarks(tmp_path):
     p.write_text('# e/a.jpg\n1 2 3 4\n# e/b.jpg\n0 0 0 0\n')
     recs = parse_label_file(str(p), with_landmarks=False)
     assert [r['path'] for r in recs] == ['e/a.jpg', 'e/b.jpg'] and recs[1]['boxes_xywh'].shape == (1, 4)
+
+
+def test_synthetic_dataset_layout_and_determinism(tmp_path):
+    from rcnn.dataset.synthetic import generate
+    counts = generate(str(tmp_path / 'a'), train=6, val=3, seed=4)
+    generate(str(tmp_path / 'b'), train=6, val=3, seed=4)
+    for split in ('train', 'val'):
+        a = (tmp_path / 'a' / split / 'label.txt').read_text()
+        assert a == (tmp_path / 'b' / split / 'label.txt').read_text()
+    train = parse_label_file(str(tmp_path / 'a' / 'train' / 'label.txt'))
+    assert len(train) == 6 and sum(len(r['boxes_xywh']) for r in train) == counts['train'] >= 6
+    assert all((r['landmarks'][:, :, 2] == 1.0).all() for r in train)  # all five points visible
+    first = train[0]
+    img = cv2.imread(str(tmp_path / 'a' / 'train' / 'images' / first['path']))
+    assert img is not None and first['path'].split('/')[0] in ('0--Parade', '1--Handshaking')
+    b = first['boxes_xywh']
+    inside = ((first['landmarks'][:, :, 0] >= b[:, None, 0]) & (first['landmarks'][:, :, 0] <= b[:, None, 0] + b[:, None, 2]))
+    assert inside.all()  # landmarks lie inside their face box
+    val = (tmp_path / 'a' / 'val' / 'label.txt').read_text().splitlines()
+    assert all(len(line.split()) == 4 for line in val if not line.startswith('#'))
+    assert np.array_equal(cv2.imread(str(tmp_path / 'a' / 'val' / 'images' / val[0][2:])),
+                          cv2.imread(str(tmp_path / 'b' / 'val' / 'images' / val[0][2:])))

@@ -1,6 +1,7 @@
 """WIDER FACE AP: hand-computed cases for every rule of the official toolkit, and the real ground truth."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -180,3 +181,36 @@ def test_perfect_predictions_on_real_gt_subset(tmp_path):
     # boxes with w or h <= 0 can never be matched, so hard may fall short of 1 by those few faces
     assert summary['ap']['easy'] == pytest.approx(1.0) and summary['ap']['hard'] > 0.99
     assert (tmp_path / 'pr_curves.png').stat().st_size > 1000
+
+
+def test_test_py_end_to_end_on_real_val_images(mnet25_prefix, tmp_path):
+    """test.py on the first real val images: submission files in the WIDER format, AP table, ap.json, plot,
+    resume by skipping, and sharding with --parts/--part."""
+    dataset = os.path.dirname(os.path.dirname(shared_path('widerface', 'retinaface', 'val', 'label.txt')))
+    gt = shared_path('widerface', 'ground_truth')
+    out = tmp_path / 'out'
+    base = [sys.executable, os.path.join(ROOT, 'test.py'), '--prefix', mnet25_prefix, '--epoch', '0',
+            '--dataset_path', dataset, '--gt', gt, '--mode', '0', '--gpu', '-1', '--limit', '4',
+            '--output', str(out)]
+    run = subprocess.run(base, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert '4 images, easy' in run.stdout and re.search(r'Easy [01]\.\d{4}  Medium [01]\.\d{4}  Hard [01]\.\d{4}',
+                                                        run.stdout)
+    files = sorted(p for p in out.rglob('*.txt'))
+    assert len(files) == 4
+    lines = files[0].read_text().splitlines()
+    event = files[0].parent.name
+    assert lines[0] == '%s/%s' % (event, files[0].name.replace('txt', 'jpg'))
+    assert int(lines[1]) == len(lines) - 2 > 0
+    x, y, w, h, score = lines[2].split(' ')[:5]
+    assert all(v.lstrip('-').isdigit() for v in (x, y, w, h)) and 0.02 <= float(score) <= 1
+    assert lines[2].endswith(' ')  # the original's trailing space
+    summary = json.load(open(out / 'ap.json'))
+    assert summary['images'] == 4 and 0 < summary['ap']['hard'] <= 1
+    assert (out / 'pr_curves.png').exists()
+    again = subprocess.run(base, capture_output=True, text=True, cwd=ROOT)
+    assert '0 images detected, 4 already had results' in again.stdout
+    part = subprocess.run(base[:-1] + [str(tmp_path / 'p1'), '--parts', '2', '--part', '1'], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert part.returncode == 0 and len(list((tmp_path / 'p1').rglob('*.txt'))) == 2
+    assert 'part 1 of 2 done' in part.stdout

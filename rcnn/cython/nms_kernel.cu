@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <vector>
 #include "gpu_nms.hpp"
 
@@ -65,13 +66,13 @@ int gpu_nms_sorted(const float* host_boxes, int n, float thresh, int device_id, 
   CUDA_CHECK(cudaMalloc(&dev_boxes, sizeof(float) * 5 * n));
   CUDA_CHECK(cudaMalloc(&dev_mask, sizeof(unsigned long long) * n * col_blocks));
   CUDA_CHECK(cudaMemcpy(dev_boxes, host_boxes, sizeof(float) * 5 * n, cudaMemcpyHostToDevice));
-  CUDA_CHECK(cudaMemset(dev_mask, 0, sizeof(unsigned long long) * n * col_blocks));
+  // No memset: the kernel writes every word the host pass reads (column blocks >= the row's own block).
   dim3 blocks(col_blocks, col_blocks);
   nms_mask_kernel<<<blocks, kThreads>>>(n, thresh, dev_boxes, dev_mask);
   CUDA_CHECK(cudaGetLastError());
-  std::vector<unsigned long long> mask(static_cast<size_t>(n) * col_blocks);
-  CUDA_CHECK(cudaMemcpy(mask.data(), dev_mask, sizeof(unsigned long long) * n * col_blocks,
-                        cudaMemcpyDeviceToHost));
+  const size_t words = static_cast<size_t>(n) * col_blocks;
+  std::unique_ptr<unsigned long long[]> mask(new unsigned long long[words]);  // left uninitialised
+  CUDA_CHECK(cudaMemcpy(mask.get(), dev_mask, sizeof(unsigned long long) * words, cudaMemcpyDeviceToHost));
   CUDA_CHECK(cudaFree(dev_boxes));
   CUDA_CHECK(cudaFree(dev_mask));
   std::vector<unsigned long long> removed(col_blocks, 0ULL);
@@ -80,7 +81,7 @@ int gpu_nms_sorted(const float* host_boxes, int n, float thresh, int device_id, 
     const int blk = i / kThreads, bit = i % kThreads;
     if (removed[blk] & (1ULL << bit)) continue;
     keep_out[num_keep++] = i;
-    const unsigned long long* row = mask.data() + static_cast<size_t>(i) * col_blocks;
+    const unsigned long long* row = mask.get() + static_cast<size_t>(i) * col_blocks;
     for (int j = blk; j < col_blocks; ++j) removed[j] |= row[j];
   }
   return num_keep;

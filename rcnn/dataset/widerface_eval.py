@@ -393,7 +393,7 @@ def main(argv=None):
                              'otherwise missing files count as images without detections, as the toolkit does')
     parser.add_argument('--output', default=None, help='folder for ap.json and pr_curves.png (default: --pred)')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)
     try:
         gt = load_mat_gt(args.gt) if args.gt else load_label_gt(args.label)
         subset = present_images(args.pred, gt) if args.subset and os.path.isdir(args.pred) else None
