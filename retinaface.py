@@ -180,6 +180,9 @@ class RetinaFace:
         return [o.asnumpy() for o in exe.outputs]
 
     def _prepare(self, img, scale, flip):
+        """Resized (, mirrored, padded) network input and its size before padding."""
+        if not scale > 0 or min(round(img.shape[0] * scale), round(img.shape[1] * scale)) < 1:
+            raise ValueError('image of %dx%d pixels becomes empty at scale %g' % (img.shape[1], img.shape[0], scale))
         im = img if scale == 1.0 else cv2.resize(img, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         if flip:
             im = im[:, ::-1, :]
@@ -193,8 +196,6 @@ class RetinaFace:
         if max(im.shape[:2]) > self.max_side:
             raise ValueError('network input %dx%d exceeds max_side=%d; use a smaller scale or raise max_side'
                              % (im.shape[1], im.shape[0], self.max_side))
-        if min(h, w) < 1:
-            raise ValueError('image of %dx%d pixels becomes empty at scale %g' % (img.shape[1], img.shape[0], scale))
         return im, (h, w)
 
     def _decode(self, outputs, b, size, scale, flip, threshold):
@@ -236,10 +237,10 @@ class RetinaFace:
         return boxes, scores, points
 
     def _suppress(self, candidates):
-        n_pts = 5
+        """Candidates of all scales/flips of one image -> (faces (N, 5), landmarks (N, 5, 2) or None)."""
         if not candidates:
-            return np.zeros((0, 5), dtype=np.float32), (np.zeros((0, n_pts, 2), dtype=np.float32)
-                                                        if self.use_landmarks and not self.vote else None)
+            empty_points = np.zeros((0, 5, 2), dtype=np.float32) if self.use_landmarks and not self.vote else None
+            return np.zeros((0, 5), dtype=np.float32), empty_points
         boxes = np.vstack([c[0] for c in candidates])
         scores = np.concatenate([c[1] for c in candidates])
         order = np.argsort(-scores, kind='stable')

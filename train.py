@@ -104,8 +104,9 @@ def get_contexts(gpus):
         return [mx.cpu()], 'CPU'
     available = mx.context.num_gpus()
     if max(ids) >= available:
+        hint = ' (a CPU build: pip install mxnet-cu112)' if not available else ''
         raise SystemExit('error: --gpus %s asks for GPU %d but this MXNet sees %d GPU(s)%s'
-                         % (gpus, max(ids), available, ' (CPU build: pip install mxnet-cu112)' if not available else ''))
+                         % (gpus, max(ids), available, hint))
     return [mx.gpu(i) for i in ids], 'GPUs %s' % ','.join(map(str, ids))
 
 
@@ -217,8 +218,8 @@ def main(argv=None):
         # running loss sums (not averages: a stride without positives legitimately averages to NaN)
         bad = [m.name for m in param.eval_metric.metrics if not math.isfinite(float(m.sum_metric))]
         if bad:
-            raise TrainingDiverged('loss became non-finite (%s) at epoch %d batch %d' % (', '.join(bad), param.epoch + 1,
-                                                                                         param.nbatch))
+            raise TrainingDiverged('loss became non-finite (%s) at epoch %d batch %d'
+                                   % (', '.join(bad), param.epoch + 1, param.nbatch))
 
     def epoch_end(epoch, sym, arg, aux):
         test_args = {k: v for k, v in arg.items() if k in test_sym.list_arguments()}

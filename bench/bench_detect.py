@@ -21,7 +21,6 @@ DEFAULT_IMAGE = os.path.join(os.path.dirname(ROOT), 'shared', 'images', 't1.jpg'
 
 def measure(prefix, image, runs, threshold):
     import cv2
-    import numpy as np
     from retinaface import RetinaFace
     det = RetinaFace(prefix, 0, ctx_id=-1)
     full = cv2.imread(image)

@@ -176,7 +176,8 @@ def main():
         for name in ('RetinaFace GPU == CPU', 'detect() latency VGA, GPU', 'train mnet, 1 GPU, 20 iterations'):
             row(name, 'SKIP', 'needs a working MXNet CUDA build (see above)')
     else:
-        images = [os.path.join(args.images, f) for f in ('t1.jpg', 't4.jpg') if os.path.exists(os.path.join(args.images, f))]
+        images = [os.path.join(args.images, f) for f in ('t1.jpg', 't4.jpg')
+                  if os.path.exists(os.path.join(args.images, f))]
         if images and os.path.exists(args.prefix + '-0000.params'):
             check_detect(args.prefix, images)
         else:

@@ -39,7 +39,7 @@ def _common():
         'FACE_LANDMARK': True,         # predict the 5 landmarks (10 values per anchor)
         'LANDMARK_LR_MULT': 2.5,       # landmark loss weight relative to the box loss (x 0.4)
         'LAYER_FIX': True,             # freeze the stem (first two convs + their BN affine) of the backbone
-        'NAME_SCHEME': 'rf',           # neck/head parameter naming of the published models: 'rf' (mnet.25) or 'ssh' (R50)
+        'NAME_SCHEME': 'rf',           # neck/head parameter names of the published models: 'rf' mnet.25, 'ssh' R50
         'dataset_path': '',            # folder holding <split>/label.txt and <split>/images
         'image_set': '',               # training split folder name
         'test_image_set': '',          # evaluation split folder name

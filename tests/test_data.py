@@ -175,7 +175,8 @@ def test_synthetic_dataset_layout_and_determinism(tmp_path):
     img = cv2.imread(str(tmp_path / 'a' / 'train' / 'images' / first['path']))
     assert img is not None and first['path'].split('/')[0] in ('0--Parade', '1--Handshaking')
     b = first['boxes_xywh']
-    inside = ((first['landmarks'][:, :, 0] >= b[:, None, 0]) & (first['landmarks'][:, :, 0] <= b[:, None, 0] + b[:, None, 2]))
+    xs = first['landmarks'][:, :, 0]
+    inside = (xs >= b[:, None, 0]) & (xs <= b[:, None, 0] + b[:, None, 2])
     assert inside.all()  # landmarks lie inside their face box
     val = (tmp_path / 'a' / 'val' / 'label.txt').read_text().splitlines()
     assert all(len(line.split()) == 4 for line in val if not line.startswith('#'))

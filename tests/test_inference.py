@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import cv2
-import mxnet as mx
 import numpy as np
 import pytest
 
@@ -160,9 +159,9 @@ def test_vote_mode_and_input_kinds(mnet25_prefix, tmp_path):
     assert len(det.detect(path, 0.5)[0]) == len(base)                            # file path
     for bad, msg in [(None, 'None'), (np.zeros((0, 0, 3), np.uint8), 'empty'),
                      (small.astype(np.float32) / 255.0, '0..1'), (np.zeros((5, 5, 2), np.uint8), 'shape'),
-                     (str(tmp_path / 'missing.jpg'), 'not found'), (small, 'max_side')]:
+                     (str(tmp_path / 'missing.jpg'), 'not found'), (small, 'max_side'), (small, 'becomes empty')]:
         with pytest.raises(ValueError, match=msg):
-            det.detect(bad, 0.5, scales=[2.0] if msg == 'max_side' else [1.0])
+            det.detect(bad, 0.5, scales={'max_side': [2.0], 'becomes empty': [0.0001]}.get(msg, [1.0]))
     not_image = tmp_path / 'notes.jpg'
     not_image.write_text('hello')
     with pytest.raises(ValueError, match='not a readable image'):
@@ -212,3 +211,15 @@ def test_cli_draws_and_saves_json(mnet25_prefix, tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(ROOT, 'retinaface.py'), '--prefix', str(tmp_path / 'nope'),
                           '--image', str(images / 't1.jpg')], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and 'nope-0000.params' in bad.stderr and 'Traceback' not in bad.stderr
+
+
+def test_preset_normalisation_of_other_networks(mnet25_prefix):
+    """Presets with means/stds (x3: BGR means 103.52.. and stds 57.375..) normalise each RGB channel."""
+    det = RetinaFace(mnet25_prefix, 0, ctx_id=-1, network='x3')
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[..., 0], img[..., 1], img[..., 2] = 10, 20, 30  # B, G, R
+    t = det._to_tensor([img])[0]
+    np.testing.assert_allclose(t[:, 0, 0], [(30 - 123.675) / 58.395, (20 - 116.28) / 57.12, (10 - 103.52) / 57.375],
+                               rtol=1e-6)
+    plain = RetinaFace(mnet25_prefix, 0, ctx_id=-1, network='net3')
+    assert plain._to_tensor([img])[0][:, 0, 0].tolist() == [30, 20, 10]  # net3: raw RGB values

@@ -20,7 +20,6 @@ Rules (see shared/spec/widerface_eval_protocol.md), each emulated exactly:
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import sys
