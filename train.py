@@ -15,6 +15,7 @@ import os
 import random
 import sys
 import time
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -120,6 +121,15 @@ def setup_logging(prefix):
         root.addHandler(handler)
 
 
+def _started_pretrained(prefix, pretrained):
+    """Whether the run being resumed began from a pretrained backbone (its saved config says)."""
+    try:
+        with open(prefix + '-config.json') as f:
+            return bool(json.load(f).get('pretrained'))
+    except (OSError, ValueError):
+        return bool(pretrained)
+
+
 def initial_params(args, cfg, sym):
     """(arg_params, aux_params, begin_epoch, pretrained?) from --resume, --pretrained, or nothing."""
     if args.resume:
@@ -130,7 +140,7 @@ def initial_params(args, cfg, sym):
         else:
             _, arg, aux = load_checkpoint(args.prefix, epoch)
             logger.info('resuming from %s-%04d.params (epoch %d done)', args.prefix, epoch, epoch)
-            return arg, aux, epoch, True
+            return arg, aux, epoch, _started_pretrained(args.prefix, args.pretrained)
     if args.pretrained:
         params = '%s-%04d.params' % (args.pretrained, args.pretrained_epoch)
         arg, aux = load_params(params)
@@ -195,6 +205,8 @@ def main(argv=None):
         loader.max_batches = args.max_batches
     loader.reset_epoch(begin_epoch)
     iters = loader.batches_per_epoch
+    if not pretrained:
+        cfg.pretrained = ''  # recorded in -config.json: a later --resume must know the run began from scratch
     fixed = STEM_PARAMS[args.network] if cfg.LAYER_FIX and pretrained else []
     if cfg.LAYER_FIX and not pretrained:
         logger.info('LAYER_FIX ignored: the stem is random when training from scratch')
@@ -223,12 +235,14 @@ def main(argv=None):
 
     def epoch_end(epoch, sym, arg, aux):
         test_args = {k: v for k, v in arg.items() if k in test_sym.list_arguments()}
-        sym_path, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
+        _, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
         last_saved[0] = epoch + 1
         logger.info('saved %s (epoch %d, lr %.6g)', params_path, epoch + 1,
                     scheduler.lr_at_iter((epoch + 1) * iters))
 
     initializer = mx.init.Xavier()
+    # The losses normalise themselves (valid anchors, recipe grad scales): rescale_grad only averages devices.
+    warnings.filterwarnings('ignore', message='Optimizer created manually outside Module')
     start = time.time()
     try:
         mod.fit(loader, eval_metric=metric, epoch_end_callback=epoch_end, batch_end_callback=batch_end,
