@@ -92,7 +92,6 @@ class CropLoader(mx.io.DataIter):
         self._pending = collections.deque()  # at most workers * prefetch batches in flight (bounded memory)
         self._submitted = 0
         self._cursor = 0
-        self._fill()
 
     def _fill(self):
         if self._pool is None:
@@ -110,6 +109,7 @@ class CropLoader(mx.io.DataIter):
         if self._pool is None:
             data, labels, faces = make_batch(self._jobs[self._cursor])
         else:
+            self._fill()
             data, labels, faces = self._pending.popleft().get()
             self._fill()
         self._cursor += 1
