@@ -143,6 +143,10 @@ def initial_params(args, cfg, sym):
             return arg, aux, epoch, _started_pretrained(args.prefix, args.pretrained)
     if args.pretrained:
         params = '%s-%04d.params' % (args.pretrained, args.pretrained_epoch)
+        if not os.path.isfile(params):
+            raise CheckpointError('pretrained backbone not found: %s (put the ImageNet model there, point '
+                                  '--pretrained/--pretrained_epoch at it, or pass --pretrained none to train '
+                                  'from scratch)' % params)
         arg, aux = load_params(params)
         names = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
         used = {k for k in list(arg) + list(aux) if k in names}

@@ -174,3 +174,12 @@ def test_losses_fall_on_a_fixed_real_batch():
                       np.nansum([values['RPNL1Loss_s%d' % s] for s in (32, 16, 8)]))
         assert np.isnan(values['RPNLandMarkL1Loss_s8'])  # no landmark weight anywhere: nothing to average
     assert np.all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+def test_missing_pretrained_backbone_is_explained(tiny_set, tmp_path):
+    args = quick_args(tiny_set, str(tmp_path / 'x'), '--end_epoch', 1)
+    args[args.index('--pretrained') + 1] = str(tmp_path / 'resnet-50')
+    res = run_train(args)
+    assert res.returncode == 2
+    assert 'pretrained backbone not found: %s-0000.params' % (tmp_path / 'resnet-50') in res.stdout
+    assert '--pretrained none' in res.stdout and 'Traceback' not in res.stdout + res.stderr
