@@ -15,8 +15,13 @@ bench: venv
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_train.py
 
+# Builds with .venv's Python when it exists, else with $(PYTHON) if it has Cython and numpy,
+# else creates .venv first.
 kernels:
-	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) setup.py build_ext --inplace
+	@if [ -x $(PY) ]; then py=$(PY); \
+	elif $(PYTHON) -c "import Cython, numpy" 2>/dev/null; then py=$(PYTHON); \
+	else $(MAKE) --no-print-directory venv && py=$(PY); fi; \
+	echo "$$py setup.py build_ext --inplace"; $$py setup.py build_ext --inplace
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
