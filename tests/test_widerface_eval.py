@@ -214,3 +214,14 @@ def test_test_py_end_to_end_on_real_val_images(mnet25_prefix, tmp_path):
                           text=True, cwd=ROOT)
     assert part.returncode == 0 and len(list((tmp_path / 'p1').rglob('*.txt'))) == 2
     assert 'part 1 of 2 done' in part.stdout
+
+
+def test_label_txt_ground_truth(tmp_path):
+    label = tmp_path / 'label.txt'
+    label.write_text('# 0--Parade/a.jpg\n0 0 10 10\n50 50 10.5 10\n# 1--Handshaking/b.jpg\n0 0 0 0\n')
+    gt = W.load_label_gt(str(label))
+    assert gt.images == [('0--Parade', 'a'), ('1--Handshaking', 'b')]
+    assert gt.boxes[0].dtype == np.float64 and len(gt.boxes[1]) == 0  # fractional -> exact IoU; placeholder dropped
+    preds = [dets([0, 0, 10, 10, 0.9], [50, 50, 10, 10, 0.8], [200, 200, 5, 5, 0.1]), np.zeros((0, 5))]
+    res = W.evaluate(preds, gt)['all']
+    assert res['faces'] == 2 and res['ap'] == pytest.approx(1.0)

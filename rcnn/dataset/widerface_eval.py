@@ -86,7 +86,8 @@ def load_mat_gt(gt_dir):
 def load_label_gt(label_path):
     """Ground truth from a RetinaFace label.txt: every face counts (one setting, 'all').
 
-    Integer-valued boxes use the official int32 arithmetic; fractional ones exact IoU.
+    Integer-valued boxes use the official int32 arithmetic; fractional ones exact IoU. Boxes without
+    area (the ``0 0 0 0`` line that marks an image without faces) are not faces and are left out.
     """
     from rcnn.dataset.retinaface import parse_label_file
     records = parse_label_file(label_path, with_landmarks=False)
@@ -95,6 +96,7 @@ def load_label_gt(label_path):
         event, name = os.path.split(os.path.splitext(rec['path'])[0])
         images.append((os.path.basename(event) if event else '', name))
         b = rec['boxes_xywh']
+        b = b[(b[:, 2] > 0) & (b[:, 3] > 0)]
         boxes.append(b.astype(np.int32) if b.size and np.all(b == np.round(b)) else b)
     keep = {'all': [np.arange(len(b)) for b in boxes]}
     return GroundTruth(images, boxes, keep, label_path)
