@@ -264,6 +264,22 @@ class RetinaFace:
         """
         return self.detect_batch([img], threshold, scales, do_flip)[0]
 
+    def detect_center(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
+        """The one face that is large and central (as the original's detect_center).
+
+        Picks the detection maximising box area - 2 x squared distance of its centre to the image centre.
+        :return: (face (5,), landmarks (5, 2)) or (None, None) when nothing is found
+        """
+        img = as_bgr(img)
+        faces, landmarks = self.detect(img, threshold, scales, do_flip)
+        if len(faces) == 0:
+            return None, None
+        area = (faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])
+        dx = (faces[:, 0] + faces[:, 2]) / 2 - img.shape[1] / 2
+        dy = (faces[:, 1] + faces[:, 3]) / 2 - img.shape[0] / 2
+        best = int(np.argmax(area - 2.0 * (dx ** 2 + dy ** 2)))
+        return faces[best], None if landmarks is None else landmarks[best]
+
     def detect_batch(self, imgs, threshold=0.5, scales=(1.0,), do_flip=False):
         """``detect`` for a list of images; same-size images share one forward pass per scale/flip.
 

@@ -223,3 +223,14 @@ def test_preset_normalisation_of_other_networks(mnet25_prefix):
                                rtol=1e-6)
     plain = RetinaFace(mnet25_prefix, 0, ctx_id=-1, network='net3')
     assert plain._to_tensor([img])[0][:, 0, 0].tolist() == [30, 20, 10]  # net3: raw RGB values
+
+
+def test_detect_center_picks_the_large_central_face(detector):
+    img = cv2.imread(shared_path('images', 't1.jpg'))
+    faces, _ = detector.detect(img, 0.8)
+    face, landmarks = detector.detect_center(img, 0.8)
+    area = (faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])
+    off = ((faces[:, 0] + faces[:, 2]) / 2 - 640) ** 2 + ((faces[:, 1] + faces[:, 3]) / 2 - 443) ** 2
+    np.testing.assert_array_equal(face, faces[np.argmax(area - 2 * off)])
+    assert landmarks.shape == (5, 2)
+    assert detector.detect_center(np.zeros((100, 100, 3), np.uint8), 0.9) == (None, None)
