@@ -21,13 +21,13 @@ import numpy as np  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
-from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred  # noqa: E402
+from rcnn.processing.bbox_transform import (clip_boxes, flip_boxes, flip_landmarks, landmark_pred,  # noqa: E402
+                                             nonlinear_pred)
 from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
 
 __all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
-FLIP_POINT_ORDER = [1, 0, 2, 4, 3]  # mirrored face: eyes and mouth corners swap sides
 LANDMARK_COLOURS = [(0, 255, 0), (0, 0, 255), (0, 0, 255), (0, 255, 0), (0, 0, 255)]  # BGR per point
 MAX_BOUND_SHAPES = 8  # executors kept bound at once (one per input shape)
 
@@ -226,11 +226,10 @@ class RetinaFace:
             return None
         boxes, scores = np.vstack(boxes), np.concatenate(scores)
         points = np.concatenate(points) if points else None
-        if flip:
-            boxes[:, [0, 2]] = w - boxes[:, [2, 0]] - 1
+        if flip:  # back to the unmirrored image: x' = W - x - 1, eyes and mouth corners swap
+            boxes = flip_boxes(boxes, w)
             if points is not None:
-                points = points[:, FLIP_POINT_ORDER, :]
-                points[:, :, 0] = w - points[:, :, 0] - 1
+                points = flip_landmarks(points, w)
         boxes /= scale
         if points is not None:
             points /= scale
