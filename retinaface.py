@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
-from rcnn.processing.bbox_transform import (clip_boxes, flip_boxes, flip_landmarks, landmark_pred,  # noqa: E402
-                                             nonlinear_pred)
+from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
+from rcnn.processing.decode import decode_level  # noqa: E402
 from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
 
 __all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
@@ -200,36 +200,26 @@ class RetinaFace:
 
     def _decode(self, outputs, b, size, scale, flip, threshold):
         """Candidates of one image of a batch: (boxes (K,4) f64, scores (K,), landmarks (K,5,2) or None)."""
-        h, w = size
         boxes, scores, points = [], [], []
         step = self.outputs_per_level
         for level, stride in enumerate(self._feat_stride_fpn):
-            cls, deltas = outputs[level * step], outputs[level * step + 1]
-            A = self._num_anchors[stride]
-            fh, fw = deltas.shape[2], deltas.shape[3]
-            # face probabilities (1, A, H, W) -> (H*W*A,) in anchor order (i, j, a)
-            prob = cls[b, A:].transpose(1, 2, 0).reshape(-1)
-            if stride == 4 and self.decay4 < 1.0:
-                prob = prob * self.decay4
-            keep = np.where(prob >= threshold)[0]
-            if keep.size == 0:
-                continue
-            anchors = self._anchors.get(stride, fh, fw)[keep]
-            d = deltas[b].transpose(1, 2, 0).reshape(-1, 4)[keep]  # (4A, H, W) -> (H*W*A, 4)
-            box = clip_boxes(nonlinear_pred(anchors, d), (h, w))
-            boxes.append(box)
-            scores.append(prob[keep])
-            if self.use_landmarks:
-                ld = outputs[level * step + 2][b].transpose(1, 2, 0).reshape(-1, 5, 2)[keep]
-                points.append(landmark_pred(anchors, ld))
+            cls, deltas = outputs[level * step][b], outputs[level * step + 1][b]
+            found = decode_level(cls, deltas, self._anchors.get(stride, deltas.shape[1], deltas.shape[2]),
+                                 threshold, size, outputs[level * step + 2][b] if self.use_landmarks else None,
+                                 self.decay4 if stride == 4 else 1.0)
+            if found is not None:
+                boxes.append(found[0])
+                scores.append(found[1])
+                if found[2] is not None:
+                    points.append(found[2])
         if not boxes:
             return None
         boxes, scores = np.vstack(boxes), np.concatenate(scores)
         points = np.concatenate(points) if points else None
         if flip:  # back to the unmirrored image: x' = W - x - 1, eyes and mouth corners swap
-            boxes = flip_boxes(boxes, w)
+            boxes = flip_boxes(boxes, size[1])
             if points is not None:
-                points = flip_landmarks(points, w)
+                points = flip_landmarks(points, size[1])
         boxes /= scale
         if points is not None:
             points /= scale

@@ -18,12 +18,13 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from rcnn.core.checkpoint import CheckpointError
+from rcnn.core.checkpoint import CheckpointError, latest_epoch
 from rcnn.dataset import widerface_eval as wider
 from rcnn.dataset.retinaface import AnnotationError, parse_label_file
 from retinaface import RetinaFace, read_image
 
 logger = logging.getLogger('test')
+DEFAULT_PREFIX = 'model/retinaface'  # train.py's default --prefix: `python train.py` then `python test.py` chain
 PYRAMID = (500, 800, 1100, 1400, 1700)  # pixels of the short side at base 800: scales base * s / 800
 MODE0_TARGET, MODE0_MAX = 1600, 2150     # single-scale mode: short side target, long side cap (pixels)
 PYRAMID_BASE, PYRAMID_MAX = 800, 1200    # pyramid modes: base short side, long side cap at base
@@ -65,8 +66,8 @@ def parse_args(argv=None):
                    help='folder with <split>/label.txt and <split>/images')
     p.add_argument('--gpu', type=int, default=0 if mx.context.num_gpus() > 0 else -1,
                    help='GPU id; -1 for the CPU')
-    p.add_argument('--prefix', required=True, help='model prefix')
-    p.add_argument('--epoch', type=int, default=0, help='model epoch')
+    p.add_argument('--prefix', default=DEFAULT_PREFIX, help='model prefix (default: what train.py writes by default)')
+    p.add_argument('--epoch', type=int, default=None, help='model epoch (default: the newest checkpoint of --prefix)')
     p.add_argument('--output', default='./wout', help='result folder')
     p.add_argument('--nocrop', action='store_true', help='pad inputs to multiples of 32')
     p.add_argument('--thresh', type=float, default=0.02, help='score threshold before suppression')
@@ -90,7 +91,21 @@ def parse_args(argv=None):
     return args
 
 
+def resolve_epoch(prefix, epoch):
+    """--epoch, or the newest complete checkpoint of the prefix; CheckpointError saying what was looked for."""
+    if epoch is not None:
+        return epoch
+    newest = latest_epoch(prefix)
+    if newest is None:
+        raise CheckpointError('no checkpoint %s-NNNN.params (with %s-symbol.json) found. Train one first '
+                              '(python train.py --network mnet writes %s-NNNN.params by default), or evaluate a '
+                              'published model: --prefix model/mnet.25 --epoch 0' % (prefix, prefix, DEFAULT_PREFIX))
+    logger.info('evaluating %s-%04d.params (the newest checkpoint of %s)', prefix, newest, prefix)
+    return newest
+
+
 def run(args):
+    args.epoch = resolve_epoch(args.prefix, args.epoch)
     label = os.path.join(args.dataset_path, args.image_set, 'label.txt')
     image_dir = os.path.join(args.dataset_path, args.image_set, 'images')
     records = parse_label_file(label, with_landmarks=False)

@@ -4,8 +4,9 @@
     python train.py --network resnet --pretrained model/resnet-50 --pretrained_epoch 0 --gpus 0,1,2,3
     python -m mxnet.tools.launch -n 2 -s 1 --launcher ssh -H hosts python train.py --kvstore dist_sync ...
 
-One checkpoint per epoch, ``<prefix>-symbol.json`` (the 9-output test graph RetinaFace loads) and
-``<prefix>-<epoch>.params``, written atomically; ``--resume`` continues from the newest one.
+One checkpoint per epoch, ``<prefix>-symbol.json`` (the 9-output test graph RetinaFace loads),
+``<prefix>-<epoch>.params`` and the optimizer state ``<prefix>-<epoch>.states`` (SGD momentum), written
+atomically; ``--resume`` continues from the newest one, momentum included.
 """
 import argparse
 import json
@@ -30,6 +31,7 @@ from rcnn.symbol import get_symbol
 from rcnn.symbol.common import label_names
 
 logger = logging.getLogger('train')
+DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
 STEM_PARAMS = {  # frozen with LAYER_FIX: the stem convs and their BN affine (by name, not position)
     'mnet': ['mobilenet0_conv0_weight', 'mobilenet0_batchnorm0_gamma', 'mobilenet0_batchnorm0_beta',
              'mobilenet0_conv1_weight', 'mobilenet0_batchnorm1_gamma', 'mobilenet0_batchnorm1_beta'],
@@ -60,7 +62,7 @@ def parse_args(argv=None):
     add('image_set', default=cfg.image_set, help='split folder to train on')
     add('root_path', default=cfg.root_path, help='parent of the roidb cache folder')
     add('dataset_path', default=cfg.dataset_path, help='folder with <split>/label.txt and <split>/images')
-    add('prefix', default='model/retinaface', help='checkpoint prefix')
+    add('prefix', default=DEFAULT_PREFIX, help='checkpoint prefix')
     add('pretrained', default=cfg.pretrained, help="ImageNet backbone prefix; 'none' (or '') trains from scratch")
     add('pretrained_epoch', type=int, default=cfg.pretrained_epoch, help='epoch of the backbone checkpoint')
     add('begin_epoch', type=int, default=0, help='first epoch (with --resume: taken from the checkpoint)')
@@ -81,6 +83,7 @@ def parse_args(argv=None):
     add('workers', type=int, default=min(4, os.cpu_count() or 1), help='data worker processes (0 = inline)')
     add('skip_bad', action='store_true', help='skip (and count) malformed label lines and unreadable images')
     add('max_batches', type=int, default=0, help='cap on batches per epoch (0 = whole epoch); for quick runs')
+    add('no_landmarks', action='store_true', help='a box-only model (FACE_LANDMARK False): no landmark head')
     args = p.parse_args(argv)
     if args.image_size % 32:
         p.error('--image_size must be a multiple of 32, got %d' % args.image_size)
@@ -109,6 +112,28 @@ def get_contexts(gpus):
         raise SystemExit('error: --gpus %s asks for GPU %d but this MXNet sees %d GPU(s)%s'
                          % (gpus, max(ids), available, hint))
     return [mx.gpu(i) for i in ids], 'GPUs %s' % ','.join(map(str, ids))
+
+
+def shard(roidb, rank, workers):
+    """Worker `rank`'s part of the samples. Every worker gets the same count (len // workers; the remainder is
+    left out), so that all run the same number of batches per epoch and change the LR at the same step: a
+    dist_sync step waits for every worker, and a worker with one batch more would wait forever."""
+    per = len(roidb) // workers
+    return roidb[rank::workers][:per]
+
+
+def states_path(prefix, epoch):
+    return '%s-%04d.states' % (prefix, epoch)
+
+
+def save_optimizer_states(mod, prefix, epoch):
+    """SGD momentum of `epoch` next to its params, atomically; None where the states live on the servers."""
+    if mod._update_on_kvstore and 'dist' in mod._kvstore.type:
+        return None  # dist kvstore: the optimizer runs on the parameter servers
+    path = states_path(prefix, epoch)
+    mod.save_optimizer_states(path + '.tmp')
+    os.replace(path + '.tmp', path)
+    return path
 
 
 def setup_logging(prefix):
@@ -161,6 +186,29 @@ def initial_params(args, cfg, sym):
     return None, None, args.begin_epoch, False
 
 
+def fit(mod, loader, metric, begin_epoch, end_epoch, batch_end, epoch_end):
+    """The training loop (Module.fit's, without its re-initialisation): forward/backward, update, metric,
+    callbacks; the next batch is requested while the current one computes."""
+    for epoch in range(begin_epoch, end_epoch):
+        tic = time.time()
+        metric.reset()
+        loader.reset_epoch(epoch)
+        nbatch = 0
+        batch = next(loader, None)
+        while batch is not None:
+            mod.forward_backward(batch)
+            mod.update()
+            following = next(loader, None)  # the data workers prepare it while the engine computes
+            mod.update_metric(metric, batch.label)
+            batch_end(mx.model.BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=metric, locals=None))
+            nbatch += 1
+            batch = following
+        for name, value in metric.get_name_value():
+            logger.info('Epoch[%d] Train-%s=%f', epoch, name, value)
+        logger.info('Epoch[%d] Time cost=%.3f', epoch, time.time() - tic)
+        epoch_end(epoch)
+
+
 def main(argv=None):
     args = parse_args(argv)
     random.seed(args.seed)
@@ -172,7 +220,7 @@ def main(argv=None):
     cfg = get_config(args.network, args.dataset, IMAGE_SIZE=args.image_size, pretrained=args.pretrained,
                      lr=args.lr, lr_step=args.lr_step, wd=args.wd, TRAIN__BATCH_IMAGES=args.batch_images,
                      TRAIN__FLIP=not args.no_flip, TRAIN__SHUFFLE=not args.no_shuffle,
-                     DCN_PORTABLE=not on_gpu)
+                     DCN_PORTABLE=not on_gpu, FACE_LANDMARK=not args.no_landmarks)
     kv = mx.kvstore.create(kv_name) if 'dist' in kv_name else kv_name
     rank, workers = (kv.rank, kv.num_workers) if 'dist' in kv_name else (0, 1)
     prefix = args.prefix if rank == 0 else '%s.rank%d' % (args.prefix, rank)  # every worker keeps its own files
@@ -190,8 +238,10 @@ def main(argv=None):
     if cfg.TRAIN.FLIP:
         roidb = roidb + flip_roidb(roidb)
     if workers > 1:
-        roidb = roidb[rank::workers]
-        logger.info('worker %d of %d: %d samples', rank, workers, len(roidb))
+        total = len(roidb)
+        roidb = shard(roidb, rank, workers)
+        logger.info('worker %d of %d: %d samples (%d of %d left out so that every worker has as many)', rank,
+                    workers, len(roidb), total - workers * len(roidb), total)
     batch = cfg.TRAIN.BATCH_IMAGES * len(ctxs)
     train_sym = get_symbol(args.network, 'train', cfg)
     test_sym = get_symbol(args.network, 'test', cfg)
@@ -205,10 +255,20 @@ def main(argv=None):
         return 0
     loader = CropLoader(roidb, cfg, batch, shuffle=cfg.TRAIN.SHUFFLE, workers=args.workers,
                         seed=args.seed + 7919 * rank)
+    try:
+        return _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params,
+                      begin_epoch, pretrained)
+    finally:
+        loader.close()
+
+
+def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params, begin_epoch,
+           pretrained):
     if args.max_batches:
         loader.max_batches = args.max_batches
     loader.reset_epoch(begin_epoch)
     iters = loader.batches_per_epoch
+    batch = loader.batch_size
     if not pretrained:
         cfg.pretrained = ''  # recorded in -config.json: a later --resume must know the run began from scratch
     fixed = STEM_PARAMS[args.network] if cfg.LAYER_FIX and pretrained else []
@@ -216,15 +276,28 @@ def main(argv=None):
         logger.info('LAYER_FIX ignored: the stem is random when training from scratch')
     with open(prefix + '-config.json', 'w') as f:
         json.dump(cfg, f, indent=1, default=str)
-    logger.info('%d samples, %d per batch, %d batches per epoch, epochs %d..%d', len(roidb), batch, iters,
+    logger.info('%d samples, %d per batch, %d batches per epoch, epochs %d..%d', len(loader.roidb), batch, iters,
                 begin_epoch + 1, args.end_epoch)
 
-    mod = mx.mod.Module(train_sym, data_names=['data'], label_names=label_names(cfg.RPN_FEAT_STRIDE),
-                        context=ctxs, fixed_param_names=fixed)
+    mod = mx.mod.Module(train_sym, data_names=['data'],
+                        label_names=label_names(cfg.RPN_FEAT_STRIDE, cfg.FACE_LANDMARK), context=ctxs,
+                        fixed_param_names=fixed)
     scheduler = RetinaFaceScheduler(args.lr, args.lr_steps, iters)
     optimizer = mx.optimizer.SGD(learning_rate=args.lr, momentum=cfg.momentum, wd=args.wd,
                                  rescale_grad=1.0 / (len(ctxs) * workers), lr_scheduler=scheduler,
                                  begin_num_update=begin_epoch * iters)
+    # The losses normalise themselves (valid anchors, recipe grad scales): rescale_grad only averages devices.
+    warnings.filterwarnings('ignore', message='Optimizer created manually outside Module')
+    mod.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label, for_training=True)
+    mod.init_params(mx.init.Xavier(), arg_params=arg_params, aux_params=aux_params, allow_missing=True)
+    mod.init_optimizer(kvstore=kv, optimizer=optimizer)
+    if args.resume and begin_epoch:
+        path = states_path(prefix, begin_epoch)
+        if os.path.isfile(path):
+            mod.load_optimizer_states(path)
+            logger.info('optimizer state (momentum) restored from %s', path)
+        else:
+            logger.warning('no optimizer state %s: momentum restarts from zero', path)
     metric = get_metrics(train_sym.list_outputs(), cfg.RPN_FEAT_STRIDE, cfg.FACE_LANDMARK)
     speedometer = mx.callback.Speedometer(batch, args.frequent, auto_reset=False)
     last_saved = [begin_epoch if args.resume and begin_epoch else None]
@@ -237,30 +310,27 @@ def main(argv=None):
             raise TrainingDiverged('loss became non-finite (%s) at epoch %d batch %d'
                                    % (', '.join(bad), param.epoch + 1, param.nbatch))
 
-    def epoch_end(epoch, sym, arg, aux):
+    def epoch_end(epoch):
+        arg, aux = mod.get_params()
         test_args = {k: v for k, v in arg.items() if k in test_sym.list_arguments()}
         _, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
+        save_optimizer_states(mod, prefix, epoch + 1)
         last_saved[0] = epoch + 1
         logger.info('saved %s (epoch %d, lr %.6g)', params_path, epoch + 1,
                     scheduler.lr_at_iter((epoch + 1) * iters))
 
-    initializer = mx.init.Xavier()
-    # The losses normalise themselves (valid anchors, recipe grad scales): rescale_grad only averages devices.
-    warnings.filterwarnings('ignore', message='Optimizer created manually outside Module')
     start = time.time()
     try:
-        mod.fit(loader, eval_metric=metric, epoch_end_callback=epoch_end, batch_end_callback=batch_end,
-                kvstore=kv, optimizer=optimizer, initializer=initializer, arg_params=arg_params,
-                aux_params=aux_params, allow_missing=True, begin_epoch=begin_epoch, num_epoch=args.end_epoch)
+        fit(mod, loader, metric, begin_epoch, args.end_epoch, batch_end, epoch_end)
     except TrainingDiverged as err:
         kept = ('last good checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
                 else 'no checkpoint was written')
         logger.error('training stopped: %s; %s. Try a lower --lr.', err, kept)
         return 3
-    finally:
-        loader.close()
     logger.info('training done in %.1f min; final checkpoint %s-%04d.params', (time.time() - start) / 60, prefix,
                 args.end_epoch)
+    logger.info('evaluate it with: python test.py --prefix %s --epoch %d (the defaults pick the newest checkpoint '
+                'of %s)', prefix, args.end_epoch, DEFAULT_PREFIX)
     return 0
 
 

@@ -1,79 +1,216 @@
-"""Training throughput on this machine: the full training step (mnet, resnet) and the data pipeline alone.
+"""Training throughput: where a step's time goes, and the end-to-end rate of ``train.py``.
 
-    python bench/bench_train.py [--size 320] [--batches 10] [--workers 0,1,2]
+    python bench/bench_train.py [--size 640] [--batch 8] [--threads 1] [--batches 12] [--e2e_batches 60]
 
-Uses a generated dataset (rcnn.dataset.synthetic) in a temporary folder.
+Data: the real WIDER train images of ../shared when present, else a generated set (rcnn.dataset.synthetic).
+1. Breakdown (one process, ``--threads`` compute threads, mnet, OHEM and metrics on): per batch, the time
+   of each data stage (decode, crop, jitter + tensor, anchor targets) and of each training stage
+   (forward + backward with the OHEM op, the OHEM op's own numpy work, metric update, optimizer update).
+2. End to end: ``train.py --network mnet`` as a user runs it (``--workers`` data processes, Speedometer),
+   ``OMP_NUM_THREADS=--threads``; the samples/s of its last Speedometer line.
+3. The other networks and the data pipeline alone (images/s), as before.
 """
 import argparse
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
 
-import mxnet as mx
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_TRAIN = os.path.join(ROOT, '..', 'shared', 'widerface', 'retinaface')
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+def parse_args():
+    p = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--size', type=int, default=640, help='training crop side for mnet')
+    p.add_argument('--resnet_size', type=int, default=256, help='training crop side for resnet')
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--threads', type=int, default=1, help='compute threads (OMP_NUM_THREADS)')
+    p.add_argument('--batches', type=int, default=12, help='batches timed in the breakdown')
+    p.add_argument('--e2e_batches', type=int, default=60, help='batches of the end-to-end train.py run (0: skip)')
+    p.add_argument('--workers', default='0,1,2', help='data pipeline rates for these worker counts')
+    p.add_argument('--e2e_workers', type=int, default=1, help='train.py --workers in the end-to-end run')
+    p.add_argument('--others', action='store_true', help='also the resnet step and the data pipeline rates')
+    return p.parse_args()
+
+
+ARGS = parse_args()
+os.environ['OMP_NUM_THREADS'] = str(ARGS.threads)  # before mxnet is imported
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, ROOT)
 from rcnn.config import get_config  # noqa: E402
+from rcnn.core import ohem  # noqa: E402
 from rcnn.core.loader import CropLoader  # noqa: E402
+from rcnn.core.metric import get_metrics  # noqa: E402
 from rcnn.dataset.retinaface import RetinaFaceDataset, flip_roidb  # noqa: E402
 from rcnn.dataset.synthetic import generate  # noqa: E402
+from rcnn.io import image as image_io  # noqa: E402
+from rcnn.io.rpn import AnchorAssigner  # noqa: E402
 from rcnn.symbol import get_symbol  # noqa: E402
 from rcnn.symbol.common import label_names  # noqa: E402
 
 
-def data_rate(roidb, cfg, batch, workers, batches):
-    loader = CropLoader(roidb, cfg, batch, workers=workers, seed=0)
-    loader.next()  # pool start-up and first batch
-    t = time.perf_counter()
-    for _ in range(batches):
-        loader.next()
-    rate = batches * batch / (time.perf_counter() - t)
-    loader.close()
-    return rate
+class Clock:
+    def __init__(self):
+        self.total = {}
+
+    def add(self, name, seconds):
+        self.total[name] = self.total.get(name, 0.0) + seconds
 
 
-def train_rate(network, roidb, cfg, batch, batches):
+def data_breakdown(roidb, cfg, n, clock):
+    """Per-sample stages of the crop pipeline, on n samples (one process, cv2 single-threaded as in workers)."""
+    import cv2
+    cv2.setNumThreads(1)
+    rng = np.random.RandomState(0)
+    assigner = AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, cfg.IMAGE_SIZE,
+                              cfg.TRAIN.RPN_POSITIVE_OVERLAP, cfg.TRAIN.RPN_NEGATIVE_OVERLAP)
+    for i in range(n):
+        rec = roidb[i % len(roidb)]
+        t0 = time.perf_counter()
+        img = image_io.load_image(rec)
+        t1 = time.perf_counter()
+        crop, boxes, lms, _ = image_io.random_crop(img, rec['boxes'], rec['landmarks'], cfg.IMAGE_SIZE,
+                                                   cfg.CROP_SCALES, cfg.CROP_TRIES, rng)
+        t2 = time.perf_counter()
+        image_io.to_tensor(image_io.color_jitter(crop, cfg.COLOR_MODE, cfg.COLOR_JITTERING, rng))
+        t3 = time.perf_counter()
+        assigner.assign(boxes, lms)
+        t4 = time.perf_counter()
+        for name, dt in (('data: decode', t1 - t0), ('data: crop', t2 - t1), ('data: jitter + tensor', t3 - t2),
+                         ('data: anchor targets', t4 - t3)):
+            clock.add(name, dt)
+
+
+def step_breakdown(roidb, cfg, batch, n, clock):
     loader = CropLoader(roidb, cfg, batch, workers=0, seed=0)
-    data = [loader.next() for _ in range(2)]
-    sym = get_symbol(network, 'train', cfg)
+    batches = [loader.next() for _ in range(3)]
+    loader.close()
+    sym = get_symbol('mnet', 'train', cfg)
     mod = mx.mod.Module(sym, data_names=['data'], label_names=label_names(cfg.RPN_FEAT_STRIDE), context=mx.cpu())
     mod.bind(loader.provide_data, loader.provide_label)
     mod.init_params(mx.init.Xavier())
-    mod.init_optimizer(optimizer='sgd', optimizer_params={'learning_rate': 0.001, 'momentum': 0.9})
-    for b in data:  # warm-up
+    mod.init_optimizer(kvstore='local', optimizer='sgd',
+                       optimizer_params={'learning_rate': 0.001, 'momentum': 0.9, 'wd': 5e-4})
+    metric = get_metrics(sym.list_outputs(), cfg.RPN_FEAT_STRIDE, cfg.FACE_LANDMARK)
+    for b in batches:  # warm-up
         mod.forward_backward(b)
         mod.update()
+        mod.update_metric(metric, b.label)
     mx.nd.waitall()
-    t = time.perf_counter()
-    for i in range(batches):
-        mod.forward_backward(data[i % 2])
-        mod.update()
-    mx.nd.waitall()
-    loader.close()
-    return batches * batch / (time.perf_counter() - t)
+    ohem_s = [0.0]
+    orig = ohem.ohem_labels
+
+    def timed(*a, **k):
+        t = time.perf_counter()
+        out = orig(*a, **k)
+        ohem_s[0] += time.perf_counter() - t
+        return out
+    ohem.ohem_labels = timed
+    try:
+        for i in range(n):
+            b = batches[i % len(batches)]
+            t0 = time.perf_counter()
+            mod.forward_backward(b)
+            mx.nd.waitall()
+            t1 = time.perf_counter()
+            mod.update_metric(metric, b.label)
+            t2 = time.perf_counter()
+            mod.update()
+            mx.nd.waitall()
+            t3 = time.perf_counter()
+            clock.add('train: forward + backward (incl. OHEM op)', t1 - t0)
+            clock.add('train: metric update', t2 - t1)
+            clock.add('train: optimizer update', t3 - t2)
+    finally:
+        ohem.ohem_labels = orig
+    clock.add('  of which OHEM numpy work', ohem_s[0])
+
+
+def e2e_rate(data_path, batches, batch, size, workers, threads):
+    """samples/s of train.py's last Speedometer line (fresh prefix in a temporary folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--network', 'mnet', '--dataset_path', data_path,
+               '--root_path', tmp, '--prefix', os.path.join(tmp, 'm'), '--pretrained', 'none', '--image_size',
+               str(size), '--batch_images', str(batch), '--lr', '0.001', '--lr_step', '1', '--end_epoch', '1',
+               '--max_batches', str(batches), '--frequent', str(max(1, batches // 3)), '--workers', str(workers)]
+        out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        speeds = re.findall(r'Speed: ([0-9.]+) samples/sec', out.stdout + out.stderr)
+        if out.returncode or not speeds:
+            raise RuntimeError('train.py failed:\n' + (out.stdout + out.stderr)[-3000:])
+        return float(speeds[-1])
+
+
+def other_rates(roidb, args):
+    for network, size in (('resnet', args.resnet_size),):
+        cfg = get_config(network, IMAGE_SIZE=size, TRAIN__BATCH_IMAGES=args.batch, DCN_PORTABLE=True)
+        clock = Clock()
+        loader = CropLoader(roidb, cfg, args.batch, workers=0, seed=0)
+        b = loader.next()
+        loader.close()
+        sym = get_symbol(network, 'train', cfg)
+        mod = mx.mod.Module(sym, data_names=['data'], label_names=label_names(cfg.RPN_FEAT_STRIDE), context=mx.cpu())
+        mod.bind(loader.provide_data, loader.provide_label)
+        mod.init_params(mx.init.Xavier())
+        mod.init_optimizer(optimizer='sgd', optimizer_params={'learning_rate': 0.001, 'momentum': 0.9})
+        for _ in range(2):
+            mod.forward_backward(b)
+            mod.update()
+        mx.nd.waitall()
+        t = time.perf_counter()
+        for _ in range(args.batches // 2 or 1):
+            mod.forward_backward(b)
+            mod.update()
+        mx.nd.waitall()
+        clock.add('x', time.perf_counter() - t)
+        print('%-52s %10.1f images/s' % ('train step %s %dx%d, batch %d' % (network, size, size, args.batch),
+                                         (args.batches // 2 or 1) * args.batch / clock.total['x']))
+    cfg = get_config('mnet', IMAGE_SIZE=args.size, TRAIN__BATCH_IMAGES=args.batch)
+    for w in [int(v) for v in args.workers.split(',')]:
+        loader = CropLoader(roidb, cfg, args.batch, workers=w, seed=0)
+        loader.next()
+        t = time.perf_counter()
+        for _ in range(args.batches):
+            loader.next()
+        rate = args.batches * args.batch / (time.perf_counter() - t)
+        loader.close()
+        print('%-52s %10.1f images/s' % ('data pipeline %dx%d, %d worker(s)' % (args.size, args.size, w), rate))
 
 
 def main():
-    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--size', type=int, default=320, help='training crop side for mnet')
-    parser.add_argument('--resnet_size', type=int, default=256, help='training crop side for resnet')
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--batches', type=int, default=10)
-    parser.add_argument('--workers', default='0,1,2')
-    args = parser.parse_args()
+    args = ARGS
     with tempfile.TemporaryDirectory() as tmp:
-        generate(os.path.join(tmp, 'retinaface'), train=96, val=1, seed=0)  # 192 samples with flips
-        roidb = RetinaFaceDataset('train', tmp, os.path.join(tmp, 'retinaface')).gt_roidb()
+        if os.path.isfile(os.path.join(SHARED_TRAIN, 'train', 'label.txt')):
+            data_path, source = os.path.abspath(SHARED_TRAIN), 'real WIDER train images (../shared)'
+        else:
+            data_path, source = os.path.join(tmp, 'retinaface'), 'generated images (no ../shared)'
+            generate(data_path, train=96, val=1, seed=0)
+        roidb = RetinaFaceDataset('train', tmp, data_path).gt_roidb()
         roidb = roidb + flip_roidb(roidb)
-        print('%-40s %10s' % ('case (CPU, %d threads)' % os.cpu_count(), 'images/s'))
-        for network, size in (('mnet', args.size), ('resnet', args.resnet_size)):
-            cfg = get_config(network, IMAGE_SIZE=size, TRAIN__BATCH_IMAGES=args.batch, DCN_PORTABLE=True)
-            print('%-40s %10.1f' % ('train step %s %dx%d, batch %d' % (network, size, size, args.batch),
-                                    train_rate(network, roidb, cfg, args.batch, args.batches)))
         cfg = get_config('mnet', IMAGE_SIZE=args.size, TRAIN__BATCH_IMAGES=args.batch)
-        for w in [int(v) for v in args.workers.split(',')]:
-            print('%-40s %10.1f' % ('data pipeline %dx%d, %d worker(s)' % (args.size, args.size, w),
-                                    data_rate(roidb, cfg, args.batch, w, args.batches * 2)))
+        print('mnet %dx%d, batch %d, %d compute thread(s), OHEM + metrics on; data: %s'
+              % (args.size, args.size, args.batch, args.threads, source))
+        clock = Clock()
+        data_breakdown(roidb, cfg, args.batches * args.batch, clock)
+        step_breakdown(roidb, cfg, args.batch, args.batches, clock)
+        print('\n| stage | ms per batch of %d |' % args.batch)
+        print('|---|---|')
+        for name, total in clock.total.items():
+            print('| %s | %.1f |' % (name, 1000 * total / args.batches))
+        compute = sum(v for k, v in clock.total.items() if k.startswith('train'))
+        print('| main-process step (train rows) | %.1f = %.1f samples/s |'
+              % (1000 * compute / args.batches, args.batches * args.batch / compute))
+        if args.e2e_batches:
+            rate = e2e_rate(data_path, args.e2e_batches, args.batch, args.size, args.e2e_workers, args.threads)
+            print('\ntrain.py end to end (%d batches, --workers %d, OMP_NUM_THREADS=%d): %.1f samples/s'
+                  % (args.e2e_batches, args.e2e_workers, args.threads, rate))
+        if args.others:
+            other_rates(roidb, args)
 
 
 if __name__ == '__main__':

@@ -26,16 +26,19 @@ def make_dataset(root, lines, images=('e/a.jpg', 'e/b.jpg')):
 
 
 def test_label_parsing_flags_and_boxes(tmp_path):
-    ds = make_dataset(str(tmp_path), ['# e/a.jpg', FACE20, '100 90 40 30', '# e/b.jpg', '5 5 0 10'])
+    ds = make_dataset(str(tmp_path), ['# e/a.jpg', FACE20, '100 90 40 30', '-4 50 10 10', '119 10 1 1',
+                                      '# e/b.jpg', '5 5 0 10', '120 5 3 3'])
     roidb = ds.gt_roidb()
-    assert len(roidb) == 1  # b.jpg has only a degenerate box: no usable face, left out of training
+    assert len(roidb) == 1  # b.jpg has only boxes without area after clipping: left out of training
     rec = roidb[0]
-    # inclusive pixels: x2 = x + w - 1, clipped to the 120 x 100 image
-    np.testing.assert_array_equal(rec['boxes'], [[10, 20, 39, 59], [100, 90, 119, 99]])
+    # the original's reading: x2 = x + w, y2 = y + h, right/bottom clipped to the 120 x 100 image (not W - 1),
+    # left/top kept as written; every face with x2 > x1 and y2 > y1 survives (a 1-px face included)
+    np.testing.assert_array_equal(rec['boxes'], [[10, 20, 40, 60], [100, 90, 120, 100], [-4, 50, 6, 60],
+                                                 [119, 10, 120, 11]])
     np.testing.assert_array_equal(rec['landmarks'][0, :, 2], [1.0, 0.0, 1.0, -1.0, 1.0])  # visible/occluded/missing
     np.testing.assert_array_equal(rec['landmarks'][1, :, 2], [-1] * 5)                    # box-only line
-    np.testing.assert_allclose(rec['blur'], [0.8, 0.3])
-    assert list(rec['label_line']) == [2, 3] and (rec['width'], rec['height']) == (120, 100)
+    np.testing.assert_allclose(rec['blur'], [0.8, 0.3, 0.3, 0.3])
+    assert list(rec['label_line']) == [2, 3, 4, 5] and (rec['width'], rec['height']) == (120, 100)
 
 
 @pytest.mark.parametrize('line,msg', [('10 20 30', 'expected 4 numbers'), ('10 20 x 40', 'not a list of numbers'),
@@ -75,7 +78,7 @@ def test_flip_twin_swaps_points(tmp_path):
     rec = ds.gt_roidb()[0]
     twin = flip_roidb([rec])[0]
     assert twin['flipped'] and not rec['flipped']
-    np.testing.assert_array_equal(twin['boxes'][0], [120 - 39 - 1, 20, 120 - 10 - 1, 59])
+    np.testing.assert_array_equal(twin['boxes'][0], [120 - 40 - 1, 20, 120 - 10 - 1, 60])
     # left eye (15, 30, visible) becomes the right eye at x = 119 - 15; right eye (occluded) becomes left
     np.testing.assert_array_equal(twin['landmarks'][0, 1], [104, 30, 1.0])
     np.testing.assert_array_equal(twin['landmarks'][0, 0], [119 - 35, 30, 0.0])

@@ -1,5 +1,6 @@
 """Training end to end on CPU: the generated set, resume, NaN stop, distributed kvstore, real WIDER data."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -26,6 +27,20 @@ def run_train(args, env=None, timeout=600):
     cmd = [sys.executable, os.path.join(ROOT, 'train.py')] + [str(a) for a in args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
                           env=dict(os.environ, **(env or {})))
+
+
+def run_job(cmd, timeout):
+    """A distributed job (launcher, scheduler, server, workers) in its own process group; on a timeout the
+    whole group is killed (a hung job must not hold the scheduler port for later tests) and the test fails."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=dict(os.environ, DMLC_INTERFACE='lo', PS_VERBOSE='0'), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail('distributed job still running after %d s (hung):\n%s' % (timeout, (out + err)[-3000:]))
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def quick_args(root, prefix, *extra):
@@ -80,8 +95,7 @@ def test_distributed_parameter_server_two_workers(tiny_set, tmp_path):
     cmd = [sys.executable, '-m', 'rcnn.core.launch', '-n', '2', '-s', '1', '--launcher', 'local',
            sys.executable, os.path.join(ROOT, 'train.py')] + \
         [str(a) for a in quick_args(tiny_set, prefix, '--end_epoch', 1, '--kvstore', 'dist_sync', '--max_batches', 2)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
-                         env=dict(os.environ, DMLC_INTERFACE='lo', PS_VERBOSE='0'))
+    res = run_job(cmd, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     a = mx.nd.load(prefix + '-0001.params')
     b = mx.nd.load(prefix + '.rank1-0001.params')
@@ -172,7 +186,7 @@ def test_losses_fall_on_a_fixed_real_batch():
         # a stride without positive anchors in this batch has no box loss to average (NaN): leave it out
         losses.append(sum(values['RPNLogLoss_s%d' % s] for s in (32, 16, 8)) +
                       np.nansum([values['RPNL1Loss_s%d' % s] for s in (32, 16, 8)]))
-        assert np.isnan(values['RPNLandMarkL1Loss_s8'])  # no landmark weight anywhere: nothing to average
+        assert values['RPNLandMarkL1Loss_s8'] == 0.0  # no landmark weight anywhere: no loss, and never NaN
     assert np.all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
 
 
@@ -183,3 +197,97 @@ def test_missing_pretrained_backbone_is_explained(tiny_set, tmp_path):
     assert res.returncode == 2
     assert 'pretrained backbone not found: %s-0000.params' % (tmp_path / 'resnet-50') in res.stdout
     assert '--pretrained none' in res.stdout and 'Traceback' not in res.stdout + res.stderr
+
+
+def params_of(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
+
+
+def test_resume_restores_momentum(tiny_set, tmp_path):
+    """Two epochs in one run and one epoch + --resume end with the same weights: the SGD momentum is saved
+    with each checkpoint (<prefix>-NNNN.states) and restored."""
+    whole, split = str(tmp_path / 'whole'), str(tmp_path / 'split')
+    res = run_train(quick_args(tiny_set, whole, '--end_epoch', 2, '--lr_step', '5'))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert run_train(quick_args(tiny_set, split, '--end_epoch', 1, '--lr_step', '5')).returncode == 0
+    assert os.path.isfile(split + '-0001.states')
+    res = run_train(quick_args(tiny_set, split, '--end_epoch', 2, '--lr_step', '5', '--resume'))
+    assert res.returncode == 0 and 'optimizer state (momentum) restored from %s-0001.states' % split in res.stdout
+    a, b = params_of(whole + '-0002.params'), params_of(split + '-0002.params')
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_box_only_model_trains_and_detects(tiny_set, tmp_path):
+    prefix = str(tmp_path / 'boxes')
+    res = run_train(quick_args(tiny_set, prefix, '--end_epoch', 1, '--no_landmarks'))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert 'RPNLandMarkL1Loss' not in res.stdout and 'RPNL1Loss_s8=' in res.stdout
+    sym = mx.sym.load(prefix + '-symbol.json')
+    assert len(sym.list_outputs()) == 6 and not [n for n in sym.list_arguments() if 'landmark' in n]
+    faces, landmarks = RetinaFace(prefix, 1, ctx_id=-1).detect(np.zeros((96, 128, 3), np.uint8), threshold=0.0)
+    assert faces.shape[1] == 5 and len(faces) > 0 and landmarks is None
+
+
+def test_unknown_ohem_mode_is_refused():
+    from rcnn.config import get_config
+    from rcnn.symbol import get_symbol
+    with pytest.raises(ValueError, match='OHEM_MODE must be one of 0 .random sample., 1 .hardest examples., got 2'):
+        get_symbol('mnet', 'train', get_config('mnet', TRAIN__OHEM_MODE=2))
+
+
+def test_landmark_metric_ignores_batches_without_landmark_targets():
+    from rcnn.core.metric import RPNRegressionMetric
+    names = ['loss_output', 'weight_output']
+    m = RPNRegressionMetric('RPNLandMarkL1Loss_s8', 'loss', 'weight', 10, names)
+    m.update(None, [mx.nd.zeros((1, 20, 4)), mx.nd.zeros((1, 20, 4))])   # no landmark positives
+    assert m.get() == ('RPNLandMarkL1Loss_s8', 0.0)
+    w = np.zeros((1, 20, 4), np.float32)
+    w[0, :10, 0] = 1  # one anchor, 10 values
+    m.update(None, [mx.nd.full((1, 20, 4), 0.5) * mx.nd.array(w), mx.nd.array(w)])
+    m.update(None, [mx.nd.zeros((1, 20, 4)), mx.nd.zeros((1, 20, 4))])
+    assert m.get() == ('RPNLandMarkL1Loss_s8', 5.0)   # 10 x 0.5 summed per anchor, over the one anchor
+
+
+def test_shards_are_equal():
+    from train import shard
+    roidb = list(range(801))
+    parts = [shard(roidb, r, 3) for r in range(3)]
+    assert [len(p) for p in parts] == [267, 267, 267] and not set(parts[0]) & set(parts[1])
+
+
+def test_distributed_uneven_shards_finish(tmp_path):
+    """13 images, no flips, 2 workers, 1 image per batch: 7 and 6 samples before the fix (one worker waits
+    forever for the other's 7th push); now both run 6 batches and finish."""
+    generate(str(tmp_path / 'retinaface'), train=13, val=1, seed=4)
+    prefix = str(tmp_path / 'dist')
+    args = quick_args(tmp_path, prefix, '--end_epoch', 1, '--kvstore', 'dist_sync', '--no_flip', '--batch_images', 1)
+    i = args.index('--max_batches')
+    del args[i:i + 2]  # whole epochs: the shard sizes decide the batch counts
+    cmd = [sys.executable, '-m', 'rcnn.core.launch', '-n', '2', '-s', '1', '--launcher', 'local',
+           sys.executable, os.path.join(ROOT, 'train.py')] + [str(a) for a in args]
+    res = run_job(cmd, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert res.stdout.count('6 samples (1 of 13 left out so that every worker has as many)') == 2
+    assert os.path.isfile(prefix + '-0001.params') and os.path.isfile(prefix + '.rank1-0001.params')
+
+
+def test_bare_test_py_evaluates_what_train_py_wrote(tmp_path):
+    """`python train.py` then `python test.py` with their defaults, in a project folder (model/, data/)."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'test.py')], capture_output=True, text=True,
+                         cwd=str(tmp_path), env=env, timeout=300)
+    assert res.returncode == 2 and 'Traceback' not in res.stderr
+    assert 'no checkpoint model/retinaface-NNNN.params' in res.stdout and '--prefix model/mnet.25 --epoch 0' in res.stdout
+    generate(str(tmp_path / 'data' / 'retinaface'), train=4, val=2, seed=6)
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--network', 'mnet', '--pretrained', 'none',
+                          '--image_size', '128', '--batch_images', '2', '--lr_step', '2', '--max_batches', '1',
+                          '--workers', '0'], capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert list_epochs(str(tmp_path / 'model' / 'retinaface')) == [1, 2]
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'test.py'), '--mode', '0', '--scales', '0.5'],
+                         capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert 'evaluating model/retinaface-0002.params (the newest checkpoint of model/retinaface)' in res.stdout
+    assert 'retinaface mode 0 (label.txt ground truth): 2 images' in res.stdout

@@ -26,7 +26,7 @@ def _init_worker(roidb, cfg):
     _STATE['cfg'] = cfg
     _STATE['assigner'] = AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, cfg.IMAGE_SIZE,
                                         cfg.TRAIN.RPN_POSITIVE_OVERLAP, cfg.TRAIN.RPN_NEGATIVE_OVERLAP,
-                                        cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD)
+                                        cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD, cfg.FACE_LANDMARK)
 
 
 def make_batch(job):

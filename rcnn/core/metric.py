@@ -64,7 +64,15 @@ class RPNLogLossMetric(_ByName):
 
 
 class RPNRegressionMetric(_ByName):
-    """Summed smooth-L1 loss per used positive anchor (weights > 0 divided by the values per anchor)."""
+    """Summed smooth-L1 loss per used positive anchor (weights > 0 divided by the values per anchor).
+
+    The running value covers the batches that had such anchors; batches without any (faces whose
+    landmarks are all missing, as in WIDER boxes without points) add nothing to it, and before the first
+    such anchor the value is 0 (no loss was computed), never NaN.
+    """
+
+    def get(self):
+        return self.name, (self.sum_metric / self.num_inst if self.num_inst else 0.0)
 
     def __init__(self, name, loss, weight, per_anchor, output_names):
         super().__init__(name, output_names, [loss, weight])

@@ -11,6 +11,7 @@ import mxnet as mx
 import numpy as np
 
 OHEM_RANDOM, OHEM_HARD = 0, 1
+OHEM_MODES = {OHEM_RANDOM: 'random sample', OHEM_HARD: 'hardest examples'}
 
 
 def ohem_labels(fg_score, labels, batch_size, fg_fraction, mode, rng=np.random):
@@ -64,6 +65,8 @@ class RPNOHEMProp(mx.operator.CustomOpProp):
     def __init__(self, batch_size='256', fg_fraction='0.25', mode='1'):
         super().__init__(need_top_grad=False)
         self.batch_size, self.fg_fraction, self.mode = int(batch_size), float(fg_fraction), int(mode)
+        if self.mode not in OHEM_MODES:
+            raise ValueError('rpn_fpn_ohem: mode must be one of %s, got %d' % (sorted(OHEM_MODES), self.mode))
 
     def list_arguments(self):
         return ['cls_score', 'labels']

@@ -7,7 +7,7 @@ must be -1 -1), 0 visible, 1 annotated but occluded.
 
 roidb record keys:
   image (str path), width, height (int), flipped (bool),
-  boxes (G, 4) float32 x1, y1, x2, y2 inclusive pixels, clipped to the image,
+  boxes (G, 4) float32 x1, y1, x2, y2 with the original's convention (``xywh_to_boxes``),
   landmarks (G, 5, 3) float32 x, y, flag with flag 1.0 visible, 0.0 occluded, -1.0 missing,
   blur (G,) float32, label_line (G,) int (line of each face in label.txt).
 """
@@ -21,9 +21,9 @@ import numpy as np
 
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
 
-__all__ = ['AnnotationError', 'parse_label_file', 'RetinaFaceDataset', 'flip_roidb']
+__all__ = ['AnnotationError', 'parse_label_file', 'xywh_to_boxes', 'RetinaFaceDataset', 'flip_roidb']
 logger = logging.getLogger(__name__)
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: boxes x2 = x + w (the original convention)
 FLAG_VISIBLE, FLAG_OCCLUDED, FLAG_MISSING = 1.0, 0.0, -1.0
 BLUR_DEFAULT = 0.3  # negative blur values in the file mean "unknown"
 
@@ -110,6 +110,20 @@ def parse_label_file(label_path, with_landmarks=True, skip_bad=False, skipped=No
         rec['blur'] = np.array([f[3] for f in faces], dtype=np.float32)
         out.append(rec)
     return out
+
+
+def xywh_to_boxes(xywh, width, height):
+    """Label ``x y w h`` -> (G, 4) float64 ``x1 = x, y1 = y, x2 = x + w, y2 = y + h``, the original's reading.
+
+    Right and bottom are clipped to the image width and height (not W - 1); left and top are kept as
+    written (they may be negative), as the original does. Every later step measures a box as
+    ``x2 - x1 + 1`` pixels, so a face of w pixels trains as a box of w + 1, and a model that learned it
+    decodes boxes with ``x2 - x1 = w``: exactly the ``w`` the WIDER writer reports (``x2 - x1``).
+    Faces with ``x2 <= x1`` or ``y2 <= y1`` after clipping are dropped by the caller.
+    """
+    xywh = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
+    return np.stack([xywh[:, 0], xywh[:, 1], np.minimum(xywh[:, 0] + xywh[:, 2], width),
+                     np.minimum(xywh[:, 1] + xywh[:, 3], height)], axis=1)
 
 
 def _image_size(path):
@@ -206,9 +220,7 @@ class RetinaFaceDataset:
                 continue
             width, height = size
             xywh = rec['boxes_xywh']
-            boxes = np.stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2] - 1, xywh[:, 1] + xywh[:, 3] - 1], 1)
-            boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width - 1)
-            boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height - 1)
+            boxes = xywh_to_boxes(xywh, width, height)
             valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             entry = {'image': path, 'width': width, 'height': height, 'flipped': False,
                      'boxes': boxes[valid].astype(np.float32), 'landmarks': rec['landmarks'][valid],

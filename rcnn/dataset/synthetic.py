@@ -132,7 +132,9 @@ def _write_split(root, split, count, rng, with_landmarks):
         for box, pts in zip(boxes, points):
             x1, y1 = max(0.0, box[0]), max(0.0, box[1])
             x2, y2 = min(width - 1.0, box[2]), min(height - 1.0, box[3])
-            face = '%.1f %.1f %.1f %.1f' % (x1, y1, x2 - x1 + 1, y2 - y1 + 1)
+            # WIDER's convention, which the original reader and the official evaluator share: the face spans
+            # x .. x + w (x2 = x + w, measured as w + 1 pixels)
+            face = '%.1f %.1f %.1f %.1f' % (x1, y1, x2 - x1, y2 - y1)
             if with_landmarks:
                 face += ''.join(' %.2f %.2f 0.0' % (x, y) for x, y in pts) + ' 0.5'
             lines.append(face + '\n')

@@ -19,10 +19,12 @@ class AnchorAssigner:
     :param anchor_cfg: {'stride': {SCALES, BASE_SIZE, RATIOS}} (str keys, as in the config)
     :param strides: strides in graph order, e.g. (32, 16, 8)
     :param image_size: side of the square input, a multiple of the largest stride
+    :param landmarks: False for a box-only model (no landmark targets/weights)
     """
 
     def __init__(self, anchor_cfg, strides, image_size, positive_overlap=0.5, negative_overlap=0.3,
-                 bbox_stds=(1.0, 1.0, 1.0, 1.0), landmark_std=1.0):
+                 bbox_stds=(1.0, 1.0, 1.0, 1.0), landmark_std=1.0, landmarks=True):
+        self.landmarks = landmarks
         cfg = {int(s): v for s, v in anchor_cfg.items()}
         cache = AnchorCache(cfg, strides)
         self.strides = tuple(strides)
@@ -36,15 +38,16 @@ class AnchorAssigner:
         self.landmark_std = landmark_std
 
     def label_shapes(self, batch):
-        """[(name, shape)] of the 15 label arrays for a batch, in graph order."""
+        """[(name, shape)] of the label arrays for a batch (15, or 9 without landmarks), in graph order."""
         shapes = []
         for s in self.strides:
             A, hw = self.num_anchors[s], self.feat[s] ** 2
             shapes += [('face_label_stride%d' % s, (batch, A * hw)),
                        ('face_bbox_target_stride%d' % s, (batch, 4 * A, hw)),
-                       ('face_bbox_weight_stride%d' % s, (batch, 4 * A, hw)),
-                       ('face_landmark_target_stride%d' % s, (batch, 10 * A, hw)),
-                       ('face_landmark_weight_stride%d' % s, (batch, 10 * A, hw))]
+                       ('face_bbox_weight_stride%d' % s, (batch, 4 * A, hw))]
+            if self.landmarks:
+                shapes += [('face_landmark_target_stride%d' % s, (batch, 10 * A, hw)),
+                           ('face_landmark_weight_stride%d' % s, (batch, 10 * A, hw))]
         return shapes
 
     def assign(self, boxes, landmarks):
@@ -64,7 +67,7 @@ class AnchorAssigner:
             labels[best_iou >= self.pos] = 1
             box_t[:] = nonlinear_transform(self.anchors, boxes[best]) / self.bbox_stds
             fg = labels == 1
-            if fg.any():
+            if self.landmarks and fg.any():
                 matched = landmarks[best[fg]]                    # (F, 5, 3)
                 lmk_t[fg] = landmark_transform(self.anchors[fg], matched) / self.landmark_std
                 valid = (matched[:, :, 2] != LANDMARK_MISSING).astype(np.float32)  # (F, 5)
@@ -77,7 +80,9 @@ class AnchorAssigner:
             start += count
             # (h, w, a) anchor order -> the head layouts: label (a, h, w); targets channel a*k + j
             out['face_label_stride%d' % s] = labels[sl].reshape(f, f, A).transpose(2, 0, 1).reshape(-1)
-            for name, arr, k in (('bbox_target', box_t, 4), ('bbox_weight', box_w, 4),
-                                 ('landmark_target', lmk_t, 10), ('landmark_weight', lmk_w, 10)):
+            kinds = [('bbox_target', box_t, 4), ('bbox_weight', box_w, 4)]
+            if self.landmarks:
+                kinds += [('landmark_target', lmk_t, 10), ('landmark_weight', lmk_w, 10)]
+            for name, arr, k in kinds:
                 out['face_%s_stride%d' % (name, s)] = arr[sl].reshape(f * f, A * k).T.copy()
         return out

@@ -36,10 +36,11 @@ def out_name(kind, stride):
     return 'face_rpn_%s_stride%d' % (kind, stride)
 
 
-def label_names(strides):
-    """The 15 label arrays (5 per stride, strides in graph order) the training graph consumes."""
-    return ['face_%s_stride%d' % (k, s) for s in strides
-            for k in ('label', 'bbox_target', 'bbox_weight', 'landmark_target', 'landmark_weight')]
+def label_names(strides, landmarks=True):
+    """The label arrays the training graph consumes, strides in graph order: 5 per stride (15), or 3 per
+    stride for a box-only graph (FACE_LANDMARK False)."""
+    kinds = ('label', 'bbox_target', 'bbox_weight') + (('landmark_target', 'landmark_weight') if landmarks else ())
+    return ['face_%s_stride%d' % (k, s) for s in strides for k in kinds]
 
 
 def _conv_vars(name, bias_wd_mult):
@@ -213,6 +214,9 @@ def train_outputs(heads, cfg):
     """
     from rcnn.core import ohem  # noqa: F401  (registers the custom op)
     T = cfg.TRAIN
+    if T.OHEM_MODE not in ohem.OHEM_MODES:
+        raise ValueError('TRAIN.OHEM_MODE must be one of %s, got %r'
+                         % (', '.join('%d (%s)' % kv for kv in sorted(ohem.OHEM_MODES.items())), T.OHEM_MODE))
     A = cfg.NUM_ANCHORS
     box_scale = 0.25 * T.BATCH_IMAGES / T.RPN_BATCH_SIZE
     lmk_scale = 0.4 * cfg.LANDMARK_LR_MULT * box_scale
