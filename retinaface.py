@@ -22,12 +22,14 @@ import numpy as np  # noqa: E402
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
-from rcnn.processing.decode import decode_level  # noqa: E402
+from rcnn.processing.pose import large_pose  # noqa: E402
+from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout  # noqa: E402
 from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
 
 __all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+FACE_COLOUR, MASK_COLOUR = (0, 0, 255), (0, 255, 0)  # BGR: red box; green for a masked face (Anti-Cov)
 LANDMARK_COLOURS = [(0, 255, 0), (0, 0, 255), (0, 0, 255), (0, 255, 0), (0, 0, 255)]  # BGR per point
 MAX_BOUND_SHAPES = 8  # executors kept bound at once (one per input shape)
 
@@ -74,6 +76,28 @@ def as_bgr(img):
     return img.astype(np.float32)
 
 
+def check_detect_args(threshold, scales):
+    """(threshold, list of scales) checked: ValueError saying what is wrong."""
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError('threshold must be a number in [0, 1], got %r' % (threshold,)) from None
+    if not 0.0 <= threshold <= 1.0:  # NaN fails too
+        raise ValueError('threshold must lie in [0, 1] (a face probability), got %r' % threshold)
+    if isinstance(scales, (int, float, np.number)):
+        scales = [scales]
+    try:
+        scales = [float(v) for v in scales]
+    except (TypeError, ValueError):
+        raise ValueError('scales must be a number or a list of numbers, got %r' % (scales,)) from None
+    if not scales:
+        raise ValueError('scales is empty: give at least one resize factor, e.g. scales=[1.0]')
+    bad = [v for v in scales if not (np.isfinite(v) and v > 0)]
+    if bad:
+        raise ValueError('scales must be positive finite numbers, got %s' % bad)
+    return threshold, scales
+
+
 def single_scale(shape, target_size=1024, max_size=1980):
     """The single-scale rule of the original demo / WIDER mode 0: short side to target, long side capped."""
     short, long_ = min(shape[:2]), max(shape[:2])
@@ -103,6 +127,8 @@ class RetinaFace:
         self.network = network
         self.ctx_id = int(ctx_id)
         self.ctx = mx.gpu(self.ctx_id) if self.ctx_id >= 0 else mx.cpu()
+        if not (np.isfinite(nms) and nms <= 1.0):
+            raise ValueError('nms must be an IoU threshold in (0, 1] (or <= 0 for the raw candidates), got %r' % nms)
         self.nms_threshold = nms
         self.nocrop = nocrop
         self.decay4 = decay4
@@ -117,25 +143,44 @@ class RetinaFace:
         self.pixel_scale = 1.0
         self._normalise = not (np.all(self.pixel_means == 0) and np.all(self.pixel_stds == 1))
 
+        self.landmark_std = preset['landmark_std']
         self.sym, args, auxs = load_checkpoint(prefix, epoch)
         self.params_path = '%s-%04d.params' % (prefix, epoch)
-        outputs = len(self.sym.list_outputs())
-        levels = len(self._feat_stride_fpn)
-        if outputs % levels != 0 or outputs // levels < 2:
-            raise CheckpointError('symbol %s-symbol.json has %d outputs; network %r has %d levels and needs 2 or 3 '
-                                  'outputs per level. Use the network preset the model was trained with.'
-                                  % (prefix, outputs, network, levels))
-        self.outputs_per_level = outputs // levels
-        self.use_landmarks = self.outputs_per_level >= 3
+        try:
+            self._heads = head_layout(self.sym.list_outputs(), self._feat_stride_fpn, network,
+                                      '%s-symbol.json' % prefix)
+        except HeadLayoutError as err:
+            raise CheckpointError(str(err)) from None
+        first = self._heads[self._feat_stride_fpn[0]]
+        self.use_landmarks = first['landmark'] is not None
+        self.use_mask = first['type'] is not None  # Anti-Cov: faces get a sixth column, the mask score
+        if self.use_mask and vote:
+            raise ValueError('vote=True is not available for mask-aware models (box voting has no mask score)')
         probe = (1, 3, 640, 640)
         try:
             check_params_fit(self.sym, args, auxs, self.params_path, probe)
         except mx.base.MXNetError as err:
             raise CheckpointError('symbol %s-symbol.json cannot run on a %s input: %s'
                                   % (prefix, probe, str(err).strip().splitlines()[-1])) from None
+        self._check_anchor_count(prefix, probe)
         self._args = {k: v.as_in_context(self.ctx) for k, v in args.items()}
         self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
         self._executors = collections.OrderedDict()
+
+    def _check_anchor_count(self, prefix, probe):
+        """Each head's channels must be (2, 4, 10, 3) x the preset's anchors per cell."""
+        _, out_shapes, _ = self.sym.infer_shape(data=probe)
+        per_anchor = {'cls': 2, 'bbox': 4, 'landmark': 10, 'type': 3}
+        for s, heads in self._heads.items():
+            for kind, idx in heads.items():
+                if idx is None:
+                    continue
+                channels, want = out_shapes[idx][1], per_anchor[kind] * self._num_anchors[s]
+                if channels != want:
+                    raise CheckpointError('%s-symbol.json: output %s has %d channels, network=%r expects %d (%d '
+                                          'anchors per cell); use the preset the model was trained with'
+                                          % (prefix, self.sym.list_outputs()[idx], channels, self.network, want,
+                                             self._num_anchors[s]))
 
     # ---------------------------------------------------------------------------------------------
     def _executor(self, shape):
@@ -200,22 +245,22 @@ class RetinaFace:
 
     def _decode(self, outputs, b, size, scale, flip, threshold):
         """Candidates of one image of a batch: (boxes (K,4) f64, scores (K,), landmarks (K,5,2) or None)."""
-        boxes, scores, points = [], [], []
-        step = self.outputs_per_level
-        for level, stride in enumerate(self._feat_stride_fpn):
-            cls, deltas = outputs[level * step][b], outputs[level * step + 1][b]
-            found = decode_level(cls, deltas, self._anchors.get(stride, deltas.shape[1], deltas.shape[2]),
-                                 threshold, size, outputs[level * step + 2][b] if self.use_landmarks else None,
-                                 self.decay4 if stride == 4 else 1.0)
+        boxes, scores, points, masks = [], [], [], []
+        for stride in self._feat_stride_fpn:
+            heads = {k: (None if i is None else outputs[i][b]) for k, i in self._heads[stride].items()}
+            deltas = heads['bbox']
+            found = decode_level(heads['cls'], deltas, self._anchors.get(stride, deltas.shape[1], deltas.shape[2]),
+                                 threshold, size, heads['landmark'], self.decay4 if stride == 4 else 1.0,
+                                 self.landmark_std, heads['type'])
             if found is not None:
-                boxes.append(found[0])
-                scores.append(found[1])
-                if found[2] is not None:
-                    points.append(found[2])
+                for acc, part in zip((boxes, scores, points, masks), found):
+                    if part is not None:
+                        acc.append(part)
         if not boxes:
             return None
         boxes, scores = np.vstack(boxes), np.concatenate(scores)
         points = np.concatenate(points) if points else None
+        masks = np.concatenate(masks) if masks else None
         if flip:  # back to the unmirrored image: x' = W - x - 1, eyes and mouth corners swap
             boxes = flip_boxes(boxes, size[1])
             if points is not None:
@@ -223,20 +268,30 @@ class RetinaFace:
         boxes /= scale
         if points is not None:
             points /= scale
-        return boxes, scores, points
+        return boxes, scores, points, masks
 
     def _suppress(self, candidates):
-        """Candidates of all scales/flips of one image -> (faces (N, 5), landmarks (N, 5, 2) or None)."""
+        """Candidates of all scales/flips of one image -> (faces (N, 5 or 6), landmarks (N, 5, 2) or None).
+
+        ``nms <= 0`` keeps every candidate (the original's raw mode), best first.
+        """
+        columns = 6 if self.use_mask else 5
         if not candidates:
             empty_points = np.zeros((0, 5, 2), dtype=np.float32) if self.use_landmarks and not self.vote else None
-            return np.zeros((0, 5), dtype=np.float32), empty_points
+            return np.zeros((0, columns), dtype=np.float32), empty_points
         boxes = np.vstack([c[0] for c in candidates])
         scores = np.concatenate([c[1] for c in candidates])
         order = np.argsort(-scores, kind='stable')
-        det = np.hstack((boxes[order], scores[order, None])).astype(np.float32)
+        parts = [boxes[order], scores[order, None]]
+        if self.use_mask:
+            parts.append(np.concatenate([c[3] for c in candidates])[order, None])
+        det = np.hstack(parts).astype(np.float32)
         if self.vote:
             return bbox_vote(det, self.nms_threshold).astype(np.float32), None
-        keep = nms(det, self.nms_threshold, device_id=self.ctx_id if self.ctx_id >= 0 else None)
+        if self.nms_threshold <= 0:
+            keep = np.arange(len(det))
+        else:
+            keep = nms(det, self.nms_threshold, device_id=self.ctx_id if self.ctx_id >= 0 else None)
         if not self.use_landmarks:
             return det[keep], None
         points = np.concatenate([c[2] for c in candidates])[order][keep].astype(np.float32)
@@ -245,12 +300,22 @@ class RetinaFace:
     def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
         """Detect faces in one BGR image (array or file path).
 
-        :param threshold: minimum face probability of a candidate (applied before NMS)
-        :param scales: resize factors; candidates of all scales (and flips) are suppressed together
+        :param img: the image; or a list of images, with the original's meaning: the candidates of all of them
+                    are suppressed together and returned as one set, each box in its own image's pixels (for
+                    one result per image use ``detect_batch``)
+        :param threshold: minimum face probability of a candidate (applied before NMS), in [0, 1]
+        :param scales: resize factors (a number or a non-empty list); candidates of all scales (and flips)
+                       are suppressed together
         :param do_flip: also run on the mirrored image
-        :return: faces float32 (N, 5) x1, y1, x2, y2, score in input-image pixels, best first;
-                 landmarks float32 (N, 5, 2) (None with vote=True or a graph without landmarks)
+        :return: faces float32 (N, 5) x1, y1, x2, y2, score in input-image pixels, best first -- (N, 6) with
+                 the mask score as sixth column for mask-aware (Anti-Cov, ``net3l``) models; landmarks float32
+                 (N, 5, 2) (None with vote=True or a graph without landmarks)
         """
+        if isinstance(img, (list, tuple)):
+            if not img:
+                raise ValueError('detect() got an empty list of images')
+            per_image = self._candidates([as_bgr(im) for im in img], threshold, scales, do_flip)
+            return self._suppress([c for cands in per_image for c in cands])
         return self.detect_batch([img], threshold, scales, do_flip)[0]
 
     def detect_center(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
@@ -274,7 +339,11 @@ class RetinaFace:
 
         :return: list of (faces, landmarks), one per image, equal to calling ``detect`` on each
         """
-        imgs = [as_bgr(im) for im in imgs]
+        return [self._suppress(c) for c in self._candidates([as_bgr(im) for im in imgs], threshold, scales, do_flip)]
+
+    def _candidates(self, imgs, threshold, scales, do_flip):
+        """Per image, the decoded candidates of every scale and flip (before suppression)."""
+        threshold, scales = check_detect_args(threshold, scales)
         groups = collections.defaultdict(list)
         for i, im in enumerate(imgs):
             groups[im.shape].append(i)
@@ -288,16 +357,36 @@ class RetinaFace:
                         found = self._decode(outputs, b, prepared[b][1], scale, flip, threshold)
                         if found is not None:
                             candidates[i].append(found)
-        return [self._suppress(c) for c in candidates]
+        return candidates
+
+    def get_input(self, img):
+        """The normalised network input of an image at scale 1: float32 (1, 3, H, W), RGB, the preset's
+        mean/std applied (the original's public name for it)."""
+        return self._to_tensor([as_bgr(img)])
+
+    @staticmethod
+    def check_large_pose(landmark, bbox):
+        """Pose check of the original detector from five landmarks and their box.
+
+        :param landmark: (5, 2) left eye, right eye, nose, left and right mouth corner
+        :param bbox: x1, y1, x2, y2 (further columns are ignored)
+        :return: (pose, left, right, up, down): pose 0 frontal, 1 turned to the left, 2 to the right, 3 looking up,
+                 4 looking down; the four scores are the angle ratios it is decided from (10.0 where an angle
+                 is degenerate)
+        """
+        return large_pose(landmark, bbox)
 
 
-def draw_detections(img, faces, landmarks=None):
-    """Copy of a BGR image with boxes (red), scores and the five landmarks drawn."""
+def draw_detections(img, faces, landmarks=None, mask_thresh=0.2):
+    """Copy of a BGR image with boxes (red; green for a mask score >= mask_thresh when faces have the sixth,
+    mask column of an Anti-Cov model), scores and the five landmarks drawn."""
     out = np.ascontiguousarray(img.copy())
     for k, face in enumerate(faces):
         x1, y1, x2, y2 = [int(v) for v in face[:4]]
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 255), 2)
-        cv2.putText(out, '%.2f' % face[4], (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
+        masked = len(face) > 5 and face[5] >= mask_thresh
+        cv2.rectangle(out, (x1, y1), (x2, y2), MASK_COLOUR if masked else FACE_COLOUR, 2)
+        text = '%.2f' % face[4] + (' mask %.2f' % face[5] if len(face) > 5 else '')
+        cv2.putText(out, text, (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
         if landmarks is not None:
             for p, (x, y) in enumerate(landmarks[k]):
                 cv2.circle(out, (int(x), int(y)), 1, LANDMARK_COLOURS[p], 2)
@@ -305,9 +394,14 @@ def draw_detections(img, faces, landmarks=None):
 
 
 def detections_to_json(faces, landmarks):
-    return [{'box': [round(float(v), 3) for v in f[:4]], 'score': round(float(f[4]), 6),
-             'landmarks': None if landmarks is None else [[round(float(x), 3), round(float(y), 3)] for x, y in lm]}
-            for f, lm in zip(faces, landmarks if landmarks is not None else [None] * len(faces))]
+    out = []
+    for f, lm in zip(faces, landmarks if landmarks is not None else [None] * len(faces)):
+        det = {'box': [round(float(v), 3) for v in f[:4]], 'score': round(float(f[4]), 6)}
+        if len(f) > 5:
+            det['mask'] = round(float(f[5]), 6)  # Anti-Cov models: probability that the face wears a mask
+        det['landmarks'] = None if lm is None else [[round(float(x), 3), round(float(y), 3)] for x, y in lm]
+        out.append(det)
+    return out
 
 
 def main(argv=None):
@@ -324,6 +418,8 @@ def main(argv=None):
                         help='resize factor; 0 = the original demo rule (short side 1024, long side <= 1980)')
     parser.add_argument('--flip', action='store_true', help='also detect on the mirrored image')
     parser.add_argument('--nms', type=float, default=0.4, help='NMS IoU threshold')
+    parser.add_argument('--mask_thresh', type=float, default=0.2,
+                        help='Anti-Cov models (--network net3l): faces with a mask score at or above this are drawn green')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     if os.path.isdir(args.image):
@@ -354,7 +450,7 @@ def main(argv=None):
             out_path = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + '.jpg')
         if os.path.dirname(out_path):
             os.makedirs(os.path.dirname(out_path), exist_ok=True)
-        cv2.imwrite(out_path, draw_detections(img, faces, landmarks))
+        cv2.imwrite(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
         results[path] = detections_to_json(faces, landmarks)
         logger.info('%s: %d faces -> %s', path, len(faces), out_path)
     json_path = os.path.splitext(out_path if out_dir is None else os.path.join(out_dir, 'detections'))[0] + '.json'

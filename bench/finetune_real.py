@@ -49,6 +49,7 @@ def main():
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--image_size', type=int, default=640)
     p.add_argument('--workers', type=int, default=1)
+    p.add_argument('--seed', type=int, default=0, help='train.py --seed (crops, order, jitter)')
     p.add_argument('--with_published', action='store_true', help='also evaluate the published model in this run')
     args = p.parse_args()
     shared = os.path.abspath(args.shared)
@@ -65,7 +66,8 @@ def main():
     train_s = run(['train.py', '--network', 'mnet', '--pretrained', published, '--pretrained_epoch', '0',
                    '--dataset_path', data, '--root_path', work, '--prefix', prefix, '--lr', str(args.lr),
                    '--lr_step', str(args.epochs), '--end_epoch', str(args.epochs), '--batch_images', str(args.batch),
-                   '--image_size', str(args.image_size), '--workers', str(args.workers), '--seed', '0', '--resume'])
+                   '--image_size', str(args.image_size), '--workers', str(args.workers), '--seed', str(args.seed),
+                   '--resume'])
     ours = evaluate(prefix, args.epochs, data, gt, os.path.join(work, 'val_mode0'), 0)
     base = evaluate(published, 0, data, gt, os.path.join(work, 'val_mode0_published'), 0) \
         if args.with_published else dict(PUBLISHED)
@@ -73,8 +75,8 @@ def main():
     print('|---|---|---|---|')
     print('| published mnet.25%s | %s |' % ('' if args.with_published else ' (README)',
                                           ' | '.join('%.4f' % base[k] for k in SETTINGS)))
-    print('| fine-tuned here (%d epochs, lr %g, %d² crops, batch %d) | %s |'
-          % (args.epochs, args.lr, args.image_size, args.batch, ' | '.join('%.4f' % ours[k] for k in SETTINGS)))
+    print('| fine-tuned here (%d epochs, lr %g, %d² crops, batch %d, seed %d) | %s |'
+          % (args.epochs, args.lr, args.image_size, args.batch, args.seed, ' | '.join('%.4f' % ours[k] for k in SETTINGS)))
     delta = {k: ours[k] - base[k] for k in SETTINGS}
     print('| difference | %s |' % ' | '.join('%+.4f' % delta[k] for k in SETTINGS))
     ok = all(d >= -0.005 for d in delta.values())

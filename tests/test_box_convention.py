@@ -61,7 +61,7 @@ def test_label_box_round_trips_through_training_targets_decode_and_wider_writer(
             rec = {'boxes': gt, 'landmarks': np.full((1, 5, 3), -1, np.float32), 'width': SIZE}
             gt = flip_roidb([rec])[0]['boxes']
         stride, anchors, prob, deltas = head_maps(assigner, gt, flip)
-        boxes, scores, _ = decode_level(prob, deltas, anchors, 0.5, (SIZE, SIZE))
+        boxes, scores, _, _ = decode_level(prob, deltas, anchors, 0.5, (SIZE, SIZE))
         assert len(boxes) == 1
         if flip:
             boxes = flip_boxes(boxes, SIZE)
@@ -88,6 +88,6 @@ def test_landmarks_round_trip_through_targets_and_decode():
         lmk = out['face_landmark_target_stride%d' % stride].reshape(10 * A, f, f)
         if out['face_label_stride%d' % stride].max() < 1:
             continue  # no positive anchor for this face: no landmark target either
-        _, _, points = decode_level(prob, deltas, anchors, 0.5, (SIZE, SIZE), lmk)
+        _, _, points, _ = decode_level(prob, deltas, anchors, 0.5, (SIZE, SIZE), lmk)
         np.testing.assert_allclose(points[0], pts[:, :2], atol=2e-3)
 

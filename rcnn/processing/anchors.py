@@ -90,6 +90,7 @@ NETWORK_PRESETS = {
     # name: (levels, ratios, mean (BGR), std (BGR))
     'net3': (3, _RATIO_1, _ZERO_MEAN, _UNIT_STD),
     'net3a': (3, _RATIO_1_15, _ZERO_MEAN, _UNIT_STD),
+    'net3l': (3, _RATIO_1, _ZERO_MEAN, _UNIT_STD),  # RetinaFace-Anti-Cov (mnet_cov2): net3 + landmark std 0.2
     'net4': (4, _RATIO_1, _ZERO_MEAN, _UNIT_STD),
     'net4a': (4, _RATIO_1_15, _ZERO_MEAN, _UNIT_STD),
     'net5': (5, _RATIO_1, _ZERO_MEAN, _UNIT_STD),
@@ -102,13 +103,15 @@ NETWORK_PRESETS = {
     'x5': (5, _RATIO_1, _TORCH_MEAN, _TORCH_STD),
 }
 BASE_SIZE = 16  # pixels: side of the base window (0, 0, 15, 15)
+LANDMARK_STDS = {'net3l': 0.2}  # landmark deltas are multiplied by this before decoding (1.0 elsewhere)
 
 
 def anchor_config(network):
     """Anchor preset of a network name -> dict.
 
     Keys: 'strides' (tuple, largest first), 'anchor_cfg' {stride: {'SCALES', 'BASE_SIZE', 'RATIOS'}},
-    'pixel_means' / 'pixel_stds' (BGR order, length 3), 'num_anchors' (per cell, same on every level).
+    'pixel_means' / 'pixel_stds' (BGR order, length 3), 'num_anchors' (per cell, same on every level),
+    'landmark_std' (scale of the landmark deltas).
     """
     if network not in NETWORK_PRESETS:
         raise ValueError('unknown network %r; valid names: %s' % (network, ', '.join(sorted(NETWORK_PRESETS))))
@@ -117,7 +120,7 @@ def anchor_config(network):
     strides = tuple(sorted(scales, reverse=True))
     cfg = {s: {'SCALES': scales[s], 'BASE_SIZE': BASE_SIZE, 'RATIOS': ratios} for s in strides}
     return {'strides': strides, 'anchor_cfg': cfg, 'pixel_means': mean, 'pixel_stds': std,
-            'num_anchors': len(ratios) * len(scales[strides[0]])}
+            'num_anchors': len(ratios) * len(scales[strides[0]]), 'landmark_std': LANDMARK_STDS.get(network, 1.0)}
 
 
 def base_anchors_fpn(anchor_cfg, strides):

@@ -3,14 +3,17 @@
 The detector calls this for every level, scale and flip of an image; tests call it directly with head
 maps they build, so that training targets can be checked against exactly what inference decodes.
 """
+import re
+
 import numpy as np
 
 from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred
 
-__all__ = ['decode_level']
+__all__ = ['decode_level', 'head_layout', 'HeadLayoutError', 'HEAD_KINDS']
 
 
-def decode_level(cls_prob, bbox_deltas, anchors, threshold, size, landmark_deltas=None, score_mult=1.0):
+def decode_level(cls_prob, bbox_deltas, anchors, threshold, size, landmark_deltas=None, score_mult=1.0,
+                 landmark_std=1.0, type_prob=None):
     """Candidates of one image at one stride.
 
     :param cls_prob: (2A, H, W) softmax output, background planes first (channels 0..A-1), faces A..2A-1
@@ -20,7 +23,11 @@ def decode_level(cls_prob, bbox_deltas, anchors, threshold, size, landmark_delta
     :param size: (height, width) of the network input before padding: boxes are clipped to it
     :param landmark_deltas: (10A, H, W) or None
     :param score_mult: multiplier of the face probability (the original's ``decay4`` on stride 4)
-    :return: None when nothing passes, else (boxes (K, 4) float64, scores (K,), landmarks (K, 5, 2) or None)
+    :param landmark_std: the landmark deltas are multiplied by this first (0.2 for the Anti-Cov ``net3l``)
+    :param type_prob: (3A, H, W) softmax of the Anti-Cov type head, or None; the mask probability of anchor a
+                      is channel 2A + a
+    :return: None when nothing passes, else (boxes (K, 4) float64, scores (K,), landmarks (K, 5, 2) or None,
+             mask scores (K,) or None)
     """
     A = cls_prob.shape[0] // 2
     prob = cls_prob[A:].transpose(1, 2, 0).reshape(-1)  # (A, H, W) -> (H*W*A,) in anchor order (i, j, a)
@@ -32,7 +39,77 @@ def decode_level(cls_prob, bbox_deltas, anchors, threshold, size, landmark_delta
     anchors = anchors[keep]
     deltas = bbox_deltas.transpose(1, 2, 0).reshape(-1, 4)[keep]  # (4A, H, W) -> (H*W*A, 4)
     boxes = clip_boxes(nonlinear_pred(anchors, deltas), size)
-    points = None
+    points = masks = None
     if landmark_deltas is not None:
-        points = landmark_pred(anchors, landmark_deltas.transpose(1, 2, 0).reshape(-1, 5, 2)[keep])
-    return boxes, prob[keep], points
+        deltas = landmark_deltas.transpose(1, 2, 0).reshape(-1, 5, 2)[keep]
+        points = landmark_pred(anchors, deltas * landmark_std if landmark_std != 1.0 else deltas)
+    if type_prob is not None:
+        masks = type_prob[2 * A:3 * A].transpose(1, 2, 0).reshape(-1)[keep]
+    return boxes, prob[keep], points, masks
+
+
+# Output names of RetinaFace test graphs: face_rpn_<kind>_stride<s> (MXNet appends '_output').
+HEAD_KINDS = {'cls_prob_reshape': 'cls', 'bbox_pred': 'bbox', 'landmark_pred': 'landmark', 'type_prob_reshape': 'type'}
+_HEAD_NAME = re.compile(r'^face_rpn_(%s)_stride(\d+)(_output)?$' % '|'.join(HEAD_KINDS))
+PRESET_FOR_LEVELS = {(32, 16, 8): 'net3', (32, 16, 8, 4): 'net4', (64, 32, 16, 8, 4): 'net5',
+                     (128, 64, 32, 16, 8, 4): 'net6'}
+MASK_PRESETS = ('net3l',)  # presets of mask-aware (Anti-Cov) graphs: they need the type head
+
+
+class HeadLayoutError(ValueError):
+    """A graph's outputs do not fit the network preset it is loaded with."""
+
+
+def head_layout(output_names, strides, network, source):
+    """Which graph output holds which head, checked against the preset.
+
+    :param output_names: the graph's outputs, in graph order (``sym.list_outputs()``)
+    :param strides: the preset's strides, e.g. (32, 16, 8)
+    :param network: the preset name (for the messages, and net3l's type head)
+    :param source: the symbol file, named in errors
+    :return: {stride: {'cls': i, 'bbox': i, 'landmark': i or None, 'type': i or None}}
+    :raises HeadLayoutError: cascade outputs, unknown outputs, other strides, a missing or unexpected head
+    """
+    found = {}
+    for i, name in enumerate(output_names):
+        if '_cas' in name:
+            raise HeadLayoutError('%s: output %s belongs to a cascade model (the original\'s CASCADE heads); this '
+                                  'detector decodes single-stage RetinaFace graphs only' % (source, name))
+        m = _HEAD_NAME.match(name)
+        if m is None:
+            raise HeadLayoutError('%s: output %s is not a RetinaFace head (face_rpn_{%s}_stride<s>); outputs: %s'
+                                  % (source, name, ','.join(HEAD_KINDS), ', '.join(output_names)))
+        key = (int(m.group(2)), HEAD_KINDS[m.group(1)])
+        if key in found:
+            raise HeadLayoutError('%s: output %s appears twice' % (source, name))
+        found[key] = i
+    graph_strides = tuple(sorted({s for s, _ in found}, reverse=True))
+    kinds = {k for _, k in found}
+    suggest = PRESET_FOR_LEVELS.get(graph_strides, 'a preset with strides %s' % (graph_strides,))
+    if 'type' in kinds and graph_strides == (32, 16, 8):
+        suggest = MASK_PRESETS[0]
+    if graph_strides != tuple(strides):
+        raise HeadLayoutError("%s: the graph has heads at strides %s, network=%r has %s; use network='%s'"
+                              % (source, graph_strides, network, tuple(strides), suggest))
+    if 'type' in kinds and network not in MASK_PRESETS:
+        raise HeadLayoutError("%s: the graph has a type head (face_rpn_type_prob_reshape_stride*: a mask-aware "
+                              "RetinaFace-Anti-Cov model), which network=%r does not decode; use network='%s'"
+                              % (source, network, suggest))
+    if network in MASK_PRESETS and 'type' not in kinds:
+        raise HeadLayoutError("%s: network=%r is the Anti-Cov preset (type head, landmark std 0.2) but the graph "
+                              "has no face_rpn_type_prob_reshape_stride* output; use network='%s'"
+                              % (source, network, suggest))
+    layout = {}
+    for s in strides:
+        heads = {k: found.get((s, k)) for k in ('cls', 'bbox', 'landmark', 'type')}
+        for need in ('cls', 'bbox'):
+            if heads[need] is None:
+                raise HeadLayoutError('%s: no %s output for stride %d' % (source, [n for n, k in HEAD_KINDS.items()
+                                                                                 if k == need][0], s))
+        layout[s] = heads
+    for k in ('landmark', 'type'):
+        have = [s for s in strides if layout[s][k] is not None]
+        if have and len(have) != len(strides):
+            raise HeadLayoutError('%s: %s heads at strides %s only, not at every stride %s'
+                                  % (source, k, tuple(have), tuple(strides)))
+    return layout
