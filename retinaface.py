@@ -19,7 +19,7 @@ import cv2  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint  # noqa: E402
+from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
 from rcnn.processing.pose import large_pose  # noqa: E402
@@ -163,6 +163,10 @@ class RetinaFace:
             raise CheckpointError('symbol %s-symbol.json cannot run on a %s input: %s'
                                   % (prefix, probe, str(err).strip().splitlines()[-1])) from None
         self._check_anchor_count(prefix, probe)
+        bad = non_finite(args, auxs)
+        if bad:
+            raise CheckpointError('params file %s holds NaN/inf in %d tensors (%s): the training that wrote it '
+                                  'diverged; use an earlier epoch' % (self.params_path, len(bad), ', '.join(bad[:4])))
         self._args = {k: v.as_in_context(self.ctx) for k, v in args.items()}
         self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
         self._executors = collections.OrderedDict()
@@ -422,38 +426,57 @@ def main(argv=None):
                         help='Anti-Cov models (--network net3l): faces with a mask score at or above this are drawn green')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
+    if args.scale < 0 or not np.isfinite(args.scale):
+        parser.error('--scale must be > 0 (or 0 for the demo rule), got %g' % args.scale)
+    if not 0.0 <= args.thresh <= 1.0:
+        parser.error('--thresh must lie in [0, 1], got %g' % args.thresh)
     if os.path.isdir(args.image):
         inputs = sorted(os.path.join(args.image, f) for f in os.listdir(args.image)
                         if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not inputs:
+            parser.error('--image %s holds no image files (%s)' % (args.image, ' '.join(IMAGE_EXTENSIONS)))
         out_dir = args.output
+        if os.path.abspath(out_dir) == os.path.abspath(args.image):
+            parser.error('--output is the input folder %s: the drawings would replace the images' % out_dir)
+        out_paths = [os.path.join(out_dir, os.path.basename(p)) for p in inputs]  # a.jpg and a.png: two drawings
     elif os.path.isfile(args.image):
         inputs, out_dir = [args.image], None
+        ext = os.path.splitext(args.output)[1].lower()
+        if ext and ext not in IMAGE_EXTENSIONS:
+            parser.error('--output %s: not an image file name (%s)' % (args.output, ' '.join(IMAGE_EXTENSIONS)))
+        out_paths = [args.output if ext else args.output + '.jpg']
+        if os.path.abspath(out_paths[0]) == os.path.abspath(args.image):
+            parser.error('--output is the input image %s: it would be replaced by the drawing' % args.image)
     else:
         parser.error('--image: no such file or folder: %s' % args.image)
     try:
         detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nms=args.nms)
     except (CheckpointError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
-    results = {}
-    for path in inputs:
+    results, unreadable = {}, 0
+    for path, out_path in zip(inputs, out_paths):
         try:
             img = read_image(path)
         except ValueError as err:
             logger.warning('skipping: %s', err)
+            unreadable += 1
             continue
         scale = args.scale or single_scale(img.shape)
         faces, landmarks = detector.detect(img, args.thresh, scales=[scale], do_flip=args.flip)
-        if out_dir is None:
-            out_path = args.output if os.path.splitext(args.output)[1] else args.output + '.jpg'
-        else:
-            os.makedirs(out_dir, exist_ok=True)
-            out_path = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + '.jpg')
-        if os.path.dirname(out_path):
-            os.makedirs(os.path.dirname(out_path), exist_ok=True)
-        cv2.imwrite(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
+        try:
+            if os.path.dirname(out_path):
+                os.makedirs(os.path.dirname(out_path), exist_ok=True)
+            written = cv2.imwrite(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
+        except (OSError, cv2.error) as err:
+            written = False
+            logger.error('error: %s', err)
+        if not written:
+            parser.exit(2, 'error: could not write %s (folder not writable, or not an image file name)\n' % out_path)
         results[path] = detections_to_json(faces, landmarks)
         logger.info('%s: %d faces -> %s', path, len(faces), out_path)
-    json_path = os.path.splitext(out_path if out_dir is None else os.path.join(out_dir, 'detections'))[0] + '.json'
+    if not results:
+        parser.exit(2, 'error: none of the %d input images could be read\n' % unreadable)
+    json_path = os.path.splitext(out_paths[0] if out_dir is None else os.path.join(out_dir, 'detections'))[0] + '.json'
     with open(json_path, 'w') as f:
         json.dump(results, f, indent=1)
     logger.info('detections saved to %s', json_path)

@@ -10,6 +10,7 @@ Modes: 0 single scale (short side 1600, long side <= 2150) + NMS; 1 five scales 
 (the original default); 2 five scales x flip + NMS.
 """
 import argparse
+import json
 import logging
 import os
 import sys
@@ -25,6 +26,7 @@ from retinaface import RetinaFace, read_image
 
 logger = logging.getLogger('test')
 DEFAULT_PREFIX = 'model/retinaface'  # train.py's default --prefix: `python train.py` then `python test.py` chain
+RUN_MANIFEST = 'run.json'  # in the output folder: the model and settings its result files were made with
 PYRAMID = (500, 800, 1100, 1400, 1700)  # pixels of the short side at base 800: scales base * s / 800
 MODE0_TARGET, MODE0_MAX = 1600, 2150     # single-scale mode: short side target, long side cap (pixels)
 PYRAMID_BASE, PYRAMID_MAX = 800, 1200    # pyramid modes: base short side, long side cap at base
@@ -82,8 +84,12 @@ def parse_args(argv=None):
     p.add_argument('--overwrite', action='store_true', help='recompute images whose result file exists')
     p.add_argument('--limit', type=int, default=0, help='only the first N images of the split (0 = all)')
     args = p.parse_args(argv)
-    if not 0 <= args.part < args.parts:
-        p.error('--part must lie in [0, --parts)')
+    if args.parts < 1 or not 0 <= args.part < args.parts:
+        p.error('--parts must be >= 1 and --part must lie in [0, --parts)')
+    if args.limit < 0:
+        p.error('--limit must be >= 0 (0 = all images), got %d' % args.limit)
+    if not 0.0 <= args.thresh <= 1.0:
+        p.error('--thresh must lie in [0, 1], got %g' % args.thresh)
     try:
         args.scale_list = [float(v) for v in args.scales.split(',') if v.strip()]
     except ValueError:
@@ -104,25 +110,84 @@ def resolve_epoch(prefix, epoch):
     return newest
 
 
+def result_name(image_name):
+    """Result file of an image: its stem + .txt (``a.jpeg`` -> ``a.txt``; the evaluator looks for exactly that)."""
+    return os.path.splitext(image_name)[0] + '.txt'
+
+
+def is_result_file(path, rel_name):
+    """Whether an existing file is a result file this tool wrote for that image (first line = the image)."""
+    try:
+        with open(path, 'r', errors='strict') as f:
+            return f.readline().strip() == rel_name
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def run_settings(args):
+    """What decides a result folder's content: a folder mixes results of one model and one setting only."""
+    return {'prefix': os.path.abspath(args.prefix), 'epoch': args.epoch, 'network': args.network,
+            'mode': args.mode, 'thresh': args.thresh, 'scales': args.scale_list, 'nocrop': args.nocrop,
+            'split': os.path.abspath(os.path.join(args.dataset_path, args.image_set))}
+
+
+def claim_output(output, settings, overwrite):
+    """Record the run's settings in <output>/run.json; refuse a folder that holds another run's results."""
+    manifest = os.path.join(output, RUN_MANIFEST)
+    if os.path.isfile(manifest):
+        with open(manifest) as f:
+            try:
+                old = json.load(f)
+            except ValueError:
+                old = {}
+        differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if differ and not overwrite:
+            raise ValueError('%s holds results of another run (%s): use --overwrite to recompute them, or another '
+                             '--output' % (output, '; '.join('%s %r, now %r' % (k, old.get(k), settings.get(k))
+                                                              for k in differ)))
+    elif os.path.isdir(output) and not overwrite and any(
+            f.endswith('.txt') for _, _, files in os.walk(output) for f in files):
+        raise ValueError('%s already holds result files but no %s saying how they were made: use --overwrite to '
+                         'recompute them, or another --output' % (output, RUN_MANIFEST))
+    os.makedirs(output, exist_ok=True)
+    with open(manifest + '.tmp', 'w') as f:
+        json.dump(settings, f, indent=1)
+    os.replace(manifest + '.tmp', manifest)
+
+
 def run(args):
     args.epoch = resolve_epoch(args.prefix, args.epoch)
     label = os.path.join(args.dataset_path, args.image_set, 'label.txt')
     image_dir = os.path.join(args.dataset_path, args.image_set, 'images')
     records = parse_label_file(label, with_landmarks=False)
+    if not records:
+        raise ValueError('%s lists no images (no "# <image path>" line)' % label)
+    seen = {}
+    for rec in records:
+        if rec['path'] in seen:
+            raise ValueError('%s:%d: image %s is listed twice (first at line %d)'
+                             % (label, rec['line'], rec['path'], seen[rec['path']]))
+        seen[rec['path']] = rec['line']
     if args.limit:
         records = records[:args.limit]
     mine = [r for i, r in enumerate(records) if i % args.parts == args.part]
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nocrop=args.nocrop,
                           vote=(args.mode == 1))
+    settings = run_settings(args)
+    claim_output(args.output, settings, args.overwrite)
     done = skipped = failed = 0
     for rec in tqdm(mine, desc='WIDER %s mode %d' % (args.image_set, args.mode), unit='img'):
         event = os.path.basename(os.path.dirname(rec['path']))
         name = os.path.basename(rec['path'])
         out_dir = os.path.join(args.output, event)
-        out_path = os.path.join(out_dir, name.replace('jpg', 'txt'))
-        if os.path.exists(out_path) and not args.overwrite:
-            skipped += 1
-            continue
+        out_path = os.path.join(out_dir, result_name(name))
+        if os.path.exists(out_path):
+            if not is_result_file(out_path, '%s/%s' % (event, name)):
+                raise ValueError('%s exists and is not the result file of %s/%s: not writing over it (choose '
+                                 'another --output)' % (out_path, event, name))
+            if not args.overwrite:
+                skipped += 1
+                continue
         try:
             img = read_image(os.path.join(image_dir, rec['path']))
         except ValueError as err:
@@ -137,8 +202,10 @@ def run(args):
         done += 1
     logger.info('%d images detected, %d already had results (use --overwrite), %d unreadable', done, skipped, failed)
     if args.parts > 1:
-        logger.info('part %d of %d done; evaluate all parts with: python -m rcnn.dataset.widerface_eval --pred %s %s',
-                    args.part, args.parts, args.output, '--gt ' + args.gt if args.gt else '--label ' + label)
+        logger.info('part %d of %d done; once every part is, evaluate them together with: python -m '
+                    'rcnn.dataset.widerface_eval --pred %s %s%s', args.part, args.parts, args.output,
+                    '--gt ' + args.gt if args.gt else '--label ' + label,
+                    ' --subset' if args.limit or args.gt else '')
         return None
     run_images = {(os.path.basename(os.path.dirname(r['path'])), os.path.splitext(os.path.basename(r['path']))[0])
                   for r in records}
@@ -146,7 +213,7 @@ def run(args):
     results, gt, _ = wider.evaluate_folder(args.output, gt, subset=run_images)
     title = '%s mode %d (%s)' % (os.path.basename(args.prefix), args.mode,
                                  'official .mat ground truth' if args.gt else 'label.txt ground truth')
-    wider.report(results, gt, args.output, title)
+    wider.report(results, gt, args.output, title, run=settings)
     if len(gt.images) < len(run_images):
         logger.warning('%d run images are not in the ground truth and were not evaluated',
                        len(run_images) - len(gt.images))

@@ -22,7 +22,8 @@ import mxnet as mx
 import numpy as np
 
 from rcnn.config import get_config
-from rcnn.core.checkpoint import CheckpointError, latest_epoch, load_checkpoint, load_params, save_checkpoint
+from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, list_epochs, load_checkpoint, load_params,
+                                  non_finite, remove_epochs, save_checkpoint)
 from rcnn.core.loader import CropLoader
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
@@ -80,6 +81,8 @@ def parse_args(argv=None):
     add('image_size', type=int, default=cfg.IMAGE_SIZE, help='side of the square training crop (multiple of 32)')
     add('seed', type=int, default=0, help='seed of python, numpy, mxnet and the data pipeline')
     add('resume', action='store_true', help='continue from the newest complete epoch of --prefix')
+    add('overwrite', action='store_true', help='delete the checkpoints of --prefix and start again (without this, '
+                                               'a prefix that has checkpoints needs --resume)')
     add('workers', type=int, default=min(4, os.cpu_count() or 1), help='data worker processes (0 = inline)')
     add('skip_bad', action='store_true', help='skip (and count) malformed label lines and unreadable images')
     add('max_batches', type=int, default=0, help='cap on batches per epoch (0 = whole epoch); for quick runs')
@@ -224,7 +227,19 @@ def main(argv=None):
     kv = mx.kvstore.create(kv_name) if 'dist' in kv_name else kv_name
     rank, workers = (kv.rank, kv.num_workers) if 'dist' in kv_name else (0, 1)
     prefix = args.prefix if rank == 0 else '%s.rank%d' % (args.prefix, rank)  # every worker keeps its own files
+    try:
+        lock = PrefixLock(prefix)  # held until the process ends
+    except CheckpointError as err:
+        print('error: %s' % err, flush=True)
+        return 2
+    existing = list_epochs(prefix)
+    if existing and not args.resume and not args.overwrite:
+        print('error: %s already has checkpoints (epochs %s): --resume continues that run, --overwrite deletes them '
+              'and starts again' % (prefix, ', '.join(map(str, existing))), flush=True)
+        return 2
     setup_logging(prefix)
+    if existing and args.overwrite and not args.resume:
+        logger.info('--overwrite: deleted %s', ', '.join(remove_epochs(prefix)))
     logger.info('arguments: %s', vars(args))
     logger.info('devices: %s, kvstore %s%s', ctx_text, kv_name,
                 ' (worker %d of %d)' % (rank, workers) if workers > 1 else '')
@@ -260,6 +275,7 @@ def main(argv=None):
                       begin_epoch, pretrained)
     finally:
         loader.close()
+        lock.release()
 
 
 def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params, begin_epoch,
@@ -312,6 +328,10 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
 
     def epoch_end(epoch):
         arg, aux = mod.get_params()
+        bad = non_finite(arg, aux)
+        if bad:  # never written: the last checkpoint on disk stays the last good one
+            raise TrainingDiverged('parameters became non-finite by the end of epoch %d (%d tensors, e.g. %s)'
+                                   % (epoch + 1, len(bad), ', '.join(bad[:3])))
         test_args = {k: v for k, v in arg.items() if k in test_sym.list_arguments()}
         _, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
         save_optimizer_states(mod, prefix, epoch + 1)

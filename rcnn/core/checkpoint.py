@@ -1,13 +1,15 @@
 """Checkpoints in MXNet's format (``prefix-symbol.json`` + ``prefix-%04d.params``): checked loading
 with errors that name the file, and atomic saving (write to a temporary file, then rename)."""
+import fcntl
 import glob
 import os
 import re
 
 import mxnet as mx
+import numpy as np
 
 __all__ = ['CheckpointError', 'checkpoint_paths', 'list_epochs', 'load_checkpoint', 'load_params',
-           'check_params_fit', 'save_checkpoint', 'latest_epoch']
+           'check_params_fit', 'non_finite', 'save_checkpoint', 'latest_epoch', 'remove_epochs', 'PrefixLock']
 
 
 class CheckpointError(ValueError):
@@ -91,8 +93,67 @@ def check_params_fit(sym, args, auxs, params_path, data_shape):
                               'Check the prefix and epoch.' % (params_path, what))
 
 
+def non_finite(args, auxs):
+    """Names of the tensors holding NaN or inf (arg: / aux: prefixed), in sorted order."""
+    bad = []
+    for kind, params in (('arg', args), ('aux', auxs)):
+        for name in sorted(params):
+            value = params[name]
+            value = value.asnumpy() if hasattr(value, 'asnumpy') else value
+            if not np.isfinite(value).all():
+                bad.append('%s:%s' % (kind, name))
+    return bad
+
+
+def remove_epochs(prefix):
+    """Delete every <prefix>-NNNN.params / .states (a restarted run must not leave a mixed set); returns them."""
+    removed = []
+    for epoch in list_epochs(prefix):
+        for path in ('%s-%04d.params' % (prefix, epoch), '%s-%04d.states' % (prefix, epoch)):
+            if os.path.exists(path):
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
+class PrefixLock:
+    """An exclusive lock on a checkpoint prefix (``<prefix>.lock``, flock): two runs never write one prefix.
+
+    Released when the process ends, however it ends (the kernel drops flock locks with the file).
+    """
+
+    def __init__(self, prefix):
+        self.path = prefix + '.lock'
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._file = open(self.path, 'a+')
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or 'another process'
+            self._file.close()
+            raise CheckpointError('%s is locked by a running training (%s): two runs must not write the same '
+                                  'checkpoints; wait for it, or use another --prefix' % (self.path, holder)) from None
+        self._file.truncate(0)
+        self._file.write('pid %d' % os.getpid())
+        self._file.flush()
+
+    def release(self):
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
 def save_checkpoint(prefix, epoch, sym, args, auxs):
-    """Write prefix-symbol.json and prefix-%04d.params atomically (temp file + os.replace)."""
+    """Write prefix-symbol.json and prefix-%04d.params atomically (temp file + os.replace).
+
+    Refuses (CheckpointError naming the tensors) to write parameters that hold NaN or inf.
+    """
+    bad = non_finite(args, auxs)
+    if bad:
+        raise CheckpointError('not saving %s-%04d.params: %d tensors hold NaN/inf (%s)'
+                              % (prefix, epoch, len(bad), ', '.join(bad[:4])))
     sym_path, params_path = checkpoint_paths(prefix, epoch)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     tmp_sym, tmp_params = sym_path + '.tmp', params_path + '.tmp'

@@ -338,8 +338,9 @@ def present_images(pred_dir, gt):
     return [k for k in gt.images if os.path.isfile(os.path.join(pred_dir, k[0], k[1] + '.txt'))]
 
 
-def report(results, gt, out_dir=None, title=''):
-    """Print the AP table; write ap.json and pr_curves.png into out_dir when given."""
+def report(results, gt, out_dir=None, title='', run=None):
+    """Print the AP table; write ap.json (with `run`, the settings the results were made with) and
+    pr_curves.png into out_dir when given."""
     n_images = len(gt.images)
     lines = ['%s%d images, %s' % (title + ': ' if title else '', n_images,
                                   ', '.join('%s %d faces' % (s, r['faces']) for s, r in results.items()))]
@@ -351,6 +352,8 @@ def report(results, gt, out_dir=None, title=''):
         summary = {'images': n_images, 'ground_truth': gt.source,
                    'ap': {s: r['ap'] for s, r in results.items()},
                    'faces': {s: r['faces'] for s, r in results.items()}}
+        if run is not None:
+            summary['run'] = run
         with open(os.path.join(out_dir, 'ap.json'), 'w') as f:
             json.dump(summary, f, indent=1)
         plot_pr_curves(results, os.path.join(out_dir, 'pr_curves.png'), title)
