@@ -20,6 +20,7 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite  # noqa: E402
+from rcnn.core.device import check_gpus  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
 from rcnn.processing.pose import large_pose  # noqa: E402
@@ -126,6 +127,8 @@ class RetinaFace:
         preset = anchor_config(network)
         self.network = network
         self.ctx_id = int(ctx_id)
+        if self.ctx_id >= 0:
+            check_gpus([self.ctx_id], 'ctx_id=%d (--gpu %d)' % (self.ctx_id, self.ctx_id))
         self.ctx = mx.gpu(self.ctx_id) if self.ctx_id >= 0 else mx.cpu()
         if not (np.isfinite(nms) and nms <= 1.0):
             raise ValueError('nms must be an IoU threshold in (0, 1] (or <= 0 for the raw candidates), got %r' % nms)

@@ -24,6 +24,7 @@ import numpy as np
 from rcnn.config import get_config
 from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, list_epochs, load_checkpoint, load_params,
                                   non_finite, remove_epochs, save_checkpoint)
+from rcnn.core.device import DeviceError, check_gpus
 from rcnn.core.loader import CropLoader
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
@@ -88,8 +89,17 @@ def parse_args(argv=None):
     add('max_batches', type=int, default=0, help='cap on batches per epoch (0 = whole epoch); for quick runs')
     add('no_landmarks', action='store_true', help='a box-only model (FACE_LANDMARK False): no landmark head')
     args = p.parse_args(argv)
-    if args.image_size % 32:
-        p.error('--image_size must be a multiple of 32, got %d' % args.image_size)
+    if args.image_size <= 0 or args.image_size % 32:
+        p.error('--image_size must be a positive multiple of 32, got %d' % args.image_size)
+    for name in ('batch_images', 'frequent', 'end_epoch'):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            p.error('--%s must be > 0, got %d' % (name, value))
+    for name in ('max_batches', 'workers', 'begin_epoch'):
+        if getattr(args, name) < 0:
+            p.error('--%s must be >= 0, got %d' % (name, getattr(args, name)))
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        p.error('--lr must be a positive number, got %g' % args.lr)
     try:
         args.lr_steps = parse_lr_steps(args.lr_step)
     except ValueError as err:
@@ -109,11 +119,10 @@ def get_contexts(gpus):
     ids = [int(g) for g in str(gpus).split(',') if g.strip()]
     if not ids:
         return [mx.cpu()], 'CPU'
-    available = mx.context.num_gpus()
-    if max(ids) >= available:
-        hint = ' (a CPU build: pip install mxnet-cu112)' if not available else ''
-        raise SystemExit('error: --gpus %s asks for GPU %d but this MXNet sees %d GPU(s)%s'
-                         % (gpus, max(ids), available, hint))
+    try:
+        check_gpus(ids, '--gpus %s' % gpus)
+    except DeviceError as err:
+        raise SystemExit('error: %s' % err) from None
     return [mx.gpu(i) for i in ids], 'GPUs %s' % ','.join(map(str, ids))
 
 
@@ -342,6 +351,11 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
     start = time.time()
     try:
         fit(mod, loader, metric, begin_epoch, args.end_epoch, batch_end, epoch_end)
+    except AnnotationError as err:  # an image that became unreadable after the roidb cache was built
+        kept = ('last complete checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
+                else 'no checkpoint was written')
+        logger.error('error: %s; %s (--resume continues from it once the image is fixed)', err, kept)
+        return 2
     except TrainingDiverged as err:
         kept = ('last good checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
                 else 'no checkpoint was written')

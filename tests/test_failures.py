@@ -178,3 +178,52 @@ def test_cli_keeps_same_stem_images_apart_and_never_replaces_inputs(tmp_path, mn
     empty.mkdir()
     res = run('retinaface.py', ['--prefix', mnet25_prefix, '--image', empty])
     assert res.returncode == 2 and 'holds no image files' in res.stderr
+
+
+def _truncate(path):
+    data = open(path, 'rb').read()
+    open(path, 'wb').write(data[:len(data) // 2])
+
+
+def test_truncated_jpeg_is_named_with_its_label_line(tmp_path):
+    generate(str(tmp_path / 'retinaface'), train=4, val=1, seed=11)
+    label = tmp_path / 'retinaface' / 'train' / 'label.txt'
+    lines = label.read_text().splitlines()
+    victim = [i for i, line in enumerate(lines) if line.startswith('#')][1]
+    image = tmp_path / 'retinaface' / 'train' / 'images' / lines[victim][1:].strip()
+    pristine = image.read_bytes()
+    _truncate(image)
+    res = run('train.py', train_args(tmp_path, str(tmp_path / 'a'), '--end_epoch', 1))
+    assert res.returncode == 2 and 'label.txt:%d: truncated JPEG' % (victim + 1) in res.stdout
+    skipped = run('train.py', train_args(tmp_path, str(tmp_path / 'b'), '--end_epoch', 1, '--skip_bad'))
+    assert skipped.returncode == 0 and 'skipped 1 bad entries' in skipped.stdout
+    # cached while intact, truncated afterwards: the run stops with the image's label line, no traceback
+    image.write_bytes(pristine)
+    (tmp_path / 'cache').exists() and shutil.rmtree(str(tmp_path / 'cache'))
+    assert run('train.py', train_args(tmp_path, str(tmp_path / 'c'), '--end_epoch', 1)).returncode == 0
+    _truncate(image)
+    res = run('train.py', train_args(tmp_path, str(tmp_path / 'd'), '--end_epoch', 1, '--max_batches', 0),
+              timeout=300)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert 'label.txt:%d: truncated JPEG' % (victim + 1) in res.stdout and 'Traceback' not in res.stderr
+
+
+@pytest.mark.parametrize('flag,value,msg', [('--image_size', 0, 'positive multiple of 32'),
+                                            ('--batch_images', 0, '--batch_images must be > 0'),
+                                            ('--max_batches', -1, '--max_batches must be >= 0'),
+                                            ('--lr', 'nan', '--lr must be a positive number')])
+def test_train_flags_are_checked_before_work(tiny, tmp_path, flag, value, msg):
+    res = run('train.py', train_args(tiny, str(tmp_path / 'f'), flag, value))
+    assert res.returncode == 2 and msg in res.stderr and 'Traceback' not in res.stderr
+
+
+@pytest.mark.skipif(mx.context.num_gpus() > 0, reason='checks the message of a machine without GPUs')
+def test_gpu_requests_on_a_cpu_build_are_one_clear_sentence(tiny, tmp_path, mnet25_prefix):
+    with pytest.raises(ValueError, match=r'ctx_id=0 \(--gpu 0\) asks for GPU 0 but this MXNet sees 0 GPU\(s\)'):
+        RetinaFace(mnet25_prefix, 0, ctx_id=0)
+    res = run('train.py', train_args(tiny, str(tmp_path / 'g'), '--gpus', '0'))
+    assert res.returncode != 0 and '--gpus 0 asks for GPU 0 but this MXNet sees 0 GPU(s)' in res.stderr
+    res = run('test.py', ['--prefix', mnet25_prefix, '--epoch', 0, '--gpu', 0, '--dataset_path', tiny / 'retinaface',
+                          '--output', tmp_path / 'o'])
+    assert res.returncode == 2 and 'asks for GPU 0 but this MXNet sees 0 GPU(s)' in res.stdout
+    assert 'Traceback' not in res.stdout + res.stderr

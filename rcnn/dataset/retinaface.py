@@ -21,7 +21,8 @@ import numpy as np
 
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
 
-__all__ = ['AnnotationError', 'parse_label_file', 'xywh_to_boxes', 'RetinaFaceDataset', 'flip_roidb']
+__all__ = ['AnnotationError', 'parse_label_file', 'xywh_to_boxes', 'read_training_image', 'check_jpeg_complete',
+           'RetinaFaceDataset', 'flip_roidb']
 logger = logging.getLogger(__name__)
 CACHE_VERSION = 3  # 3: boxes x2 = x + w (the original convention)
 FLAG_VISIBLE, FLAG_OCCLUDED, FLAG_MISSING = 1.0, 0.0, -1.0
@@ -126,10 +127,36 @@ def xywh_to_boxes(xywh, width, height):
                      np.minimum(xywh[:, 1] + xywh[:, 3], height)], axis=1)
 
 
-def _image_size(path):
-    """(width, height) of a readable image file, None otherwise (decodes it: proves it is readable)."""
+def check_jpeg_complete(path):
+    """Raise ValueError when a JPEG file is cut short: OpenCV decodes such a file with only a libjpeg warning
+    (no file name) and grey for the missing rows, so a truncated download would be trained on silently."""
+    with open(path, 'rb') as f:
+        head = f.read(2)
+        if head != b'\xff\xd8':
+            return  # not a JPEG: OpenCV's own check applies
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 4096))  # the marker may be followed by a short trailer some cameras append
+        tail = f.read()
+    if b'\xff\xd9' not in tail:  # cannot occur inside entropy-coded data (0xFF is stuffed there)
+        raise ValueError('truncated JPEG (no end-of-image marker): %s' % path)
+
+
+def read_training_image(path):
+    """BGR image of a training file; ValueError naming the file when it is missing, unreadable or truncated."""
+    if not os.path.isfile(path):
+        raise ValueError('image not found: %s' % path)
+    check_jpeg_complete(path)
     img = cv2.imread(path, cv2.IMREAD_COLOR)
-    return None if img is None else (img.shape[1], img.shape[0])
+    if img is None:
+        raise ValueError('not a readable image: %s' % path)
+    return img
+
+
+def _image_size(path):
+    """(width, height) of a readable, complete image file (decodes it: proves it is readable)."""
+    img = read_training_image(path)
+    return img.shape[1], img.shape[0]
 
 
 def flip_roidb(roidb):
@@ -209,12 +236,12 @@ class RetinaFaceDataset:
         for rec in records:
             where = '%s:%d' % (self.label_path, rec['line'])
             path = os.path.join(self.image_dir, rec['path'])
-            size = _image_size(path) if os.path.isfile(path) else None
-            if size is None:
-                err = AnnotationError('%s: image %s' % (where, 'not found: %s' % path if not os.path.isfile(path)
-                                                         else 'is not a readable image: %s' % path))
+            try:
+                size = _image_size(path)
+            except ValueError as why:
+                err = AnnotationError('%s: %s' % (where, why))
                 if not self.skip_bad:
-                    raise err
+                    raise err from None
                 logger.warning('skipped: %s', err)
                 self.skipped.append(str(err))
                 continue
@@ -224,7 +251,8 @@ class RetinaFaceDataset:
             valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             entry = {'image': path, 'width': width, 'height': height, 'flipped': False,
                      'boxes': boxes[valid].astype(np.float32), 'landmarks': rec['landmarks'][valid],
-                     'blur': rec['blur'][valid], 'label_line': rec['lines'][valid], 'rel_path': rec['path']}
+                     'blur': rec['blur'][valid], 'label_line': rec['lines'][valid], 'rel_path': rec['path'],
+                     'where': where}
             if train and not valid.any():
                 no_faces += 1
                 continue

@@ -12,10 +12,17 @@ GRAY_WEIGHTS_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 
 
 def load_image(rec):
-    """BGR uint8 image of a roidb record, mirrored when the record is a flipped twin."""
-    img = cv2.imread(rec['image'], cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError('cannot read image %s' % rec['image'])
+    """BGR uint8 image of a roidb record, mirrored when the record is a flipped twin.
+
+    An image that became unreadable or truncated after the roidb was built raises AnnotationError naming
+    the label line of the image.
+    """
+    from rcnn.dataset.retinaface import AnnotationError, read_training_image
+    try:
+        img = read_training_image(rec['image'])
+    except ValueError as err:
+        raise AnnotationError('%s: %s (changed since the roidb cache was built?)' % (rec.get('where', rec['image']), err)) \
+            from None
     return img[:, ::-1] if rec.get('flipped') else img
 
 

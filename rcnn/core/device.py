@@ -1,0 +1,23 @@
+"""Device selection with one clear message when a GPU is asked of a CPU build (or of a machine without it)."""
+import mxnet as mx
+
+__all__ = ['DeviceError', 'check_gpus']
+
+
+class DeviceError(ValueError):
+    """A GPU id this MXNet cannot use."""
+
+
+def check_gpus(ids, what):
+    """Raise DeviceError unless every GPU id in `ids` exists for this MXNet.
+
+    :param what: the flag or argument that asked for them, e.g. '--gpus 0,1' or 'ctx_id=0'
+    """
+    ids = list(ids)
+    if not ids:
+        return
+    available = mx.context.num_gpus()
+    if max(ids) >= available or min(ids) < 0:
+        hint = (' (this is a CPU build of MXNet: install the CUDA build, see the README\'s GPU section, or use '
+                'the CPU: -1)' if not available else '')
+        raise DeviceError('%s asks for GPU %d but this MXNet sees %d GPU(s)%s' % (what, max(ids), available, hint))
