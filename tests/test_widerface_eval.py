@@ -132,8 +132,9 @@ def test_file_reading_rules_d4(tmp_path):
     preds, problems = W.read_predictions(d, gt)
     assert [len(p) for p in preds] == [1, 1, 0, 0, 0, 0, 1, 0, 0]
     why = {os.path.basename(p): w for p, w in problems}
-    assert set(why) == {'i2.txt', 'i3.txt', 'i4.txt', 'i5.txt', 'i8.txt'}
+    assert set(why) == {'i2.txt', 'i3.txt', 'i4.txt', 'i5.txt', 'i6.txt', 'i8.txt'}
     assert why['i8.txt'] == 'missing' and 'count line says 2' in why['i3.txt']
+    assert 'count line says 1 boxes but 1 more box lines follow: only the first 1 are read' in why['i6.txt']
     assert 'fewer than 5' in why['i4.txt'] and 'i4.txt' not in why['i2.txt']
 
 
@@ -153,7 +154,52 @@ def test_bad_prediction_folder_and_cli_errors(tmp_path):
         W.evaluate_folder(str(tmp_path / 'none'), gt)
     run = subprocess.run([sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(tmp_path / 'none'),
                           '--gt', str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and 'prediction folder not found' in run.stderr and 'Traceback' not in run.stderr
+    (tmp_path / 'pred').mkdir()
+    run = subprocess.run([sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(tmp_path / 'pred'),
+                          '--gt', str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 2 and 'wider_easy_val.mat' in run.stderr and 'Traceback' not in run.stderr
+
+
+def test_odd_prediction_files_follow_the_toolkit_and_are_named(tmp_path, caplog):
+    gt = gt_of([[[0, 0, 10, 10]], [[0, 0, 10, 10]], [[0, 0, 10, 10]]], images=[('e', 'a'), ('e', 'b'), ('e', 'c')])
+    d = str(tmp_path)
+    write(d, 'e', 'a', 'x\n-2\n0 0 10 10 0.9\n')                 # negative count: no detections
+    write(d, 'e', 'b', 'x\n2\n0 0 10 10 0.9\n0 0 -5 10 0.8\n')   # negative width: IoU 0
+    write(d, 'e', 'c', 'x\n2\n0 0 10 10 inf\n0 0 10 10 0.7\n')   # an infinite score
+    preds, problems = W.read_predictions(d, gt)
+    why = {os.path.basename(p): w for p, w in problems}
+    assert 'negative box count -2' in why['a.txt'] and len(preds[0]) == 0
+    assert '1 boxes with negative width or height' in why['b.txt'] and len(preds[1]) == 2
+    assert '1 infinite scores' in why['c.txt']
+    # the toolkit's arithmetic with the inf: every finite score normalises to 0, the inf to NaN
+    norm = W.normalise_scores(preds)
+    assert np.isnan(norm[2][0, 4]) and (norm[1][:, 4] == 0).all()
+    with caplog.at_level('WARNING'):
+        W.normalise_scores([dets([0, 0, 10, 10, 0.5], [20, 20, 5, 5, 0.5])])
+    assert 'same score (0.5)' in caplog.text and 'AP 0' in caplog.text
+
+
+def test_corrupt_ground_truth_and_unwritable_output_are_explained(tmp_path):
+    gt_dir = tmp_path / 'gt'
+    gt_dir.mkdir()
+    for s in ('face', 'easy', 'medium', 'hard'):
+        (gt_dir / ('wider_%s_val.mat' % s)).write_bytes(b'MATLAB 5.0 MAT-file, truncated')
+    with pytest.raises(ValueError, match='cannot read ground truth .*wider_easy_val.mat'):
+        W.load_mat_gt(str(gt_dir))
+    from scipy.io import savemat
+    for s in ('easy', 'medium', 'hard'):
+        savemat(str(gt_dir / ('wider_%s_val.mat' % s)), {'something': np.zeros(3)})
+    with pytest.raises(ValueError, match='wider_easy_val.mat has no event_list, file_list, face_bbx_list, gt_list'):
+        W.load_mat_gt(str(gt_dir))
+    pred = tmp_path / 'pred'
+    pred.mkdir()
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    run = subprocess.run([sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(pred), '--gt',
+                          str(gt_dir), '--output', str(blocker / 'sub')], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and 'cannot write ap.json and pr_curves.png to --output' in run.stderr
+    assert 'Traceback' not in run.stderr
 
 
 def test_official_ground_truth_counts():

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 
 import numpy as np
 
@@ -67,19 +68,34 @@ def load_mat_gt(gt_dir):
         if not os.path.isfile(p):
             raise FileNotFoundError('ground truth file not found: %s (expected the official wider_easy_val.mat, '
                                     'wider_medium_val.mat and wider_hard_val.mat in %s)' % (p, gt_dir))
-    mats = {s: loadmat(p) for s, p in paths.items()}
+    mats = {}
+    for s, p in paths.items():
+        try:
+            mats[s] = loadmat(p)
+        except Exception as err:  # scipy raises several types for truncated or foreign files
+            raise ValueError('cannot read ground truth %s (truncated, or not a MATLAB .mat file): %s'
+                             % (p, str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__)) \
+                from None
+        missing = [k for k in ('event_list', 'file_list', 'face_bbx_list', 'gt_list') if k not in mats[s]]
+        if missing:
+            raise ValueError('ground truth %s has no %s: not the official WIDER FACE val ground truth'
+                             % (p, ', '.join(missing)))
     m = mats['hard']
     images, boxes = [], []
     keep = {s: [] for s in SETTINGS}
-    for e in range(m['event_list'].shape[0]):
-        event = _cellstr(m['event_list'][e, 0])
-        files = m['file_list'][e, 0]
-        for j in range(files.shape[0]):
-            images.append((event, _cellstr(files[j, 0])))
-            boxes.append(np.asarray(m['face_bbx_list'][e, 0][j, 0], dtype=np.int32).reshape(-1, 4))
-            for s in SETTINGS:
-                k = np.asarray(mats[s]['gt_list'][e, 0][j, 0]).ravel().astype(np.int64) - 1
-                keep[s].append(k)
+    try:
+        for e in range(m['event_list'].shape[0]):
+            event = _cellstr(m['event_list'][e, 0])
+            files = m['file_list'][e, 0]
+            for j in range(files.shape[0]):
+                images.append((event, _cellstr(files[j, 0])))
+                boxes.append(np.asarray(m['face_bbx_list'][e, 0][j, 0], dtype=np.int32).reshape(-1, 4))
+                for s in SETTINGS:
+                    k = np.asarray(mats[s]['gt_list'][e, 0][j, 0]).ravel().astype(np.int64) - 1
+                    keep[s].append(k)
+    except (IndexError, ValueError, TypeError, AttributeError) as err:
+        raise ValueError('ground truth in %s does not have the official layout (event %d): %s'
+                         % (gt_dir, e, err)) from None
     return GroundTruth(images, boxes, keep, gt_dir)
 
 
@@ -130,7 +146,9 @@ def read_pred_file(path):
     if n is None or len(n) != 1 or n[0] != int(n[0]):
         return empty, 'line 2 is not a box count: %r' % lines[1][:40]
     n = int(n[0])
-    if n <= 0:
+    if n < 0:
+        return empty, 'negative box count %d: no detections (the toolkit reads no box line)' % n
+    if n == 0:
         return empty, None
     if len(lines) - 2 < n:
         return empty, 'count line says %d boxes but %d lines follow' % (n, len(lines) - 2)
@@ -141,10 +159,21 @@ def read_pred_file(path):
             return empty, 'line %d has fewer than 5 numbers: %r' % (k + 3, lines[k + 2][:60])
         rows.append(vals[:5])
     det = np.asarray(rows, dtype=np.float64)
-    problem = None
+    notes = []
+    extra = sum(1 for line in lines[n + 2:] if line.strip())
+    if extra:
+        notes.append('count line says %d boxes but %d more box lines follow: only the first %d are read, as the '
+                     'toolkit does' % (n, extra, n))
     if np.isnan(det[:, 4]).any():
-        problem = '%d NaN scores (sorted first and never above a threshold, as MATLAB does)' \
-                  % int(np.isnan(det[:, 4]).sum())
+        notes.append('%d NaN scores (sorted first and never above a threshold, as MATLAB does)'
+                     % int(np.isnan(det[:, 4]).sum()))
+    if np.isinf(det[:, 4]).any():
+        notes.append('%d infinite scores: the toolkit normalises all scores by the global max and min, so the '
+                     'scores of every other box become 0 (or NaN)' % int(np.isinf(det[:, 4]).sum()))
+    if (det[:, 2:4] < 0).any():
+        notes.append('%d boxes with negative width or height: their IoU is 0 under the toolkit\'s rules'
+                     % int((det[:, 2:4] < 0).any(axis=1).sum()))
+    problem = '; '.join(notes) or None
     # MATLAB sort(..., 'descend') is stable and puts NaN first
     key = np.where(np.isnan(det[:, 4]), -np.inf, -det[:, 4])
     order = np.argsort(key, kind='stable')
@@ -170,10 +199,14 @@ def normalise_scores(preds):
         s = det[:, 4][~np.isnan(det[:, 4])]
         if s.size:
             max_s, min_s = max(max_s, s.max()), min(min_s, s.min())
+    if max_s == min_s and any(len(det) for det in preds):
+        logger.warning('every prediction has the same score (%g): the toolkit\'s normalisation (s - min) / (max - min) '
+                       'makes them all NaN and the AP 0; write real confidence scores', max_s)
     out = []
     for det in preds:
         d = det.copy()
-        d[:, 4] = (d[:, 4] - min_s) / (max_s - min_s) if max_s != min_s else np.nan
+        with np.errstate(invalid='ignore'):  # inf scores: warned per file by read_pred_file
+            d[:, 4] = (d[:, 4] - min_s) / (max_s - min_s) if max_s != min_s else np.nan
         out.append(d)
     return out
 
@@ -398,13 +431,22 @@ def main(argv=None):
     parser.add_argument('--output', default=None, help='folder for ap.json and pr_curves.png (default: --pred)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)
+    if not os.path.isdir(args.pred):
+        parser.exit(2, 'error: prediction folder not found: %s\n' % args.pred)
+    out_dir = args.output or args.pred
+    try:  # before any work: the results must have somewhere to go
+        os.makedirs(out_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir):
+            pass
+    except OSError as err:
+        parser.exit(2, 'error: cannot write ap.json and pr_curves.png to --output %s: %s\n' % (out_dir, err.strerror))
     try:
         gt = load_mat_gt(args.gt) if args.gt else load_label_gt(args.label)
         subset = present_images(args.pred, gt) if args.subset and os.path.isdir(args.pred) else None
         results, gt, _ = evaluate_folder(args.pred, gt, subset)
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
-    report(results, gt, args.output or args.pred)
+    report(results, gt, out_dir)
     return 0
 
 
