@@ -70,6 +70,10 @@ def test_divergence_never_writes_a_non_finite_checkpoint(tiny, tmp_path):
     named = [w for w in res.stdout.split() if w.startswith(prefix + '-') and w.endswith('.params')]
     for path in named:
         assert os.path.isfile(path.rstrip('.,;'))
+    for attempt in range(3):  # a failed run exits with its code, every time (it used to hang at exit now and then)
+        again = run('train.py', train_args(tiny, '%s%d' % (prefix, attempt), '--lr', 1e6, '--lr_step', '4'),
+                    timeout=180)
+        assert again.returncode == 3
 
 
 def test_non_finite_checkpoints_are_neither_saved_nor_loaded(tmp_path, mnet25_prefix):
