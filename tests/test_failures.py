@@ -14,6 +14,7 @@ from conftest import ROOT, shared_path
 from rcnn.core.checkpoint import CheckpointError, PrefixLock, list_epochs, save_checkpoint
 from rcnn.dataset.synthetic import generate
 from retinaface import RetinaFace
+from test_train import quick_args
 
 
 def run(script, args, cwd=ROOT, timeout=600):
@@ -29,9 +30,8 @@ def tiny(tmp_path_factory):
 
 
 def train_args(root, prefix, *extra):
-    return ['--network', 'mnet', '--dataset_path', root / 'retinaface', '--root_path', root, '--prefix', prefix,
-            '--pretrained', 'none', '--image_size', 128, '--batch_images', 2, '--lr', 0.01, '--lr_step', '2',
-            '--frequent', 1, '--workers', 0, '--max_batches', 2] + list(extra)
+    """test_train's quick run, 2 epochs of 2 batches (later flags win)."""
+    return quick_args(root, prefix, '--lr_step', '2', '--max_batches', 2, *extra)
 
 
 # ------------------------------------------------------------------------------------------ train.py
