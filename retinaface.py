@@ -157,8 +157,6 @@ class RetinaFace:
         first = self._heads[self._feat_stride_fpn[0]]
         self.use_landmarks = first['landmark'] is not None
         self.use_mask = first['type'] is not None  # Anti-Cov: faces get a sixth column, the mask score
-        if self.use_mask and vote:
-            raise ValueError('vote=True is not available for mask-aware models (box voting has no mask score)')
         probe = (1, 3, 640, 640)
         try:
             check_params_fit(self.sym, args, auxs, self.params_path, probe)
@@ -282,7 +280,7 @@ class RetinaFace:
 
         ``nms <= 0`` keeps every candidate (the original's raw mode), best first.
         """
-        columns = 6 if self.use_mask else 5
+        columns = 6 if self.use_mask and not self.vote else 5
         if not candidates:
             empty_points = np.zeros((0, 5, 2), dtype=np.float32) if self.use_landmarks and not self.vote else None
             return np.zeros((0, columns), dtype=np.float32), empty_points
@@ -293,8 +291,8 @@ class RetinaFace:
         if self.use_mask:
             parts.append(np.concatenate([c[3] for c in candidates])[order, None])
         det = np.hstack(parts).astype(np.float32)
-        if self.vote:
-            return bbox_vote(det, self.nms_threshold).astype(np.float32), None
+        if self.vote:  # voting merges boxes: no landmarks (as the original) and no mask column
+            return bbox_vote(det[:, :5], self.nms_threshold).astype(np.float32), None
         if self.nms_threshold <= 0:
             keep = np.arange(len(det))
         else:
@@ -315,8 +313,9 @@ class RetinaFace:
                        are suppressed together
         :param do_flip: also run on the mirrored image
         :return: faces float32 (N, 5) x1, y1, x2, y2, score in input-image pixels, best first -- (N, 6) with
-                 the mask score as sixth column for mask-aware (Anti-Cov, ``net3l``) models; landmarks float32
-                 (N, 5, 2) (None with vote=True or a graph without landmarks)
+                 the mask score as sixth column for mask-aware (Anti-Cov, ``net3l``) models (not with vote=True,
+                 which merges boxes); landmarks float32 (N, 5, 2) (None with vote=True or a graph without
+                 landmarks)
         """
         if isinstance(img, (list, tuple)):
             if not img:

@@ -211,3 +211,18 @@ def test_cli_anticov_draws_masks_and_writes_mask_scores(cov_prefix, tmp_path):
     drawn = cv2.imread(str(out))
     green = (drawn[:, :, 1] > 200) & (drawn[:, :, 0] < 60) & (drawn[:, :, 2] < 60)
     assert green.sum() > 500  # the three masked faces' boxes
+
+
+def test_test_py_evaluates_anticov_as_a_face_detector(cov_prefix, tmp_path):
+    """Modes 0 (NMS) and 1 (voting) on real val images: WIDER files of 5 numbers per face, no mask column."""
+    data = os.path.dirname(os.path.dirname(shared_path('widerface', 'retinaface', 'val', 'label.txt')))
+    for mode in (0, 1):
+        out = tmp_path / ('mode%d' % mode)
+        res = subprocess.run([sys.executable, os.path.join(ROOT, 'test.py'), '--network', 'net3l', '--prefix',
+                              cov_prefix, '--epoch', '0', '--dataset_path', data, '--mode', str(mode), '--limit', '2',
+                              '--scales', '0.5', '--output', str(out)], capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        files = sorted(out.rglob('*.txt'))
+        assert len(files) == 2
+        lines = files[0].read_text().splitlines()
+        assert int(lines[1]) == len(lines) - 2 > 0 and all(len(line.split()) == 5 for line in lines[2:])
