@@ -21,32 +21,13 @@ def load_image(rec):
     try:
         img = read_training_image(rec['image'])
     except ValueError as err:
-        raise AnnotationError('%s: %s (changed since the roidb cache was built?)' % (rec.get('where', rec['image']), err)) \
-            from None
+        where = rec.get('where', rec['image'])
+        raise AnnotationError('%s: %s (changed since the roidb cache was built?)' % (where, err)) from None
     return img[:, ::-1] if rec.get('flipped') else img
-
-
-def _scaled_window(img, im_scale, left, up, size, out_h, out_w):
-    """Pixels [up, up + size) x [left, left + size) of ``cv2.resize(img, fx=fy=im_scale)`` (bilinear), computed
-    from the source region alone: the same sampling grid as the resize (src = (dst + 0.5) / s - 0.5, edges
-    replicated), zero where the window passes the resized image's (out_h, out_w) extent."""
-    inv = 1.0 / im_scale
-    warp = np.array([[inv, 0, (left + 0.5) * inv - 0.5], [0, inv, (up + 0.5) * inv - 0.5]], dtype=np.float64)
-    crop = cv2.warpAffine(img, warp, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
-    if out_h - up < size:
-        crop[max(0, out_h - up):] = 0
-    if out_w - left < size:
-        crop[:, max(0, out_w - left):] = 0
-    return crop
 
 
 def random_crop(img, boxes, landmarks, size, crop_scales, tries, rng, min_box_size=0):
     """Square crop of side `size` covering a random fraction of the short side.
-
-    The recipe resizes the whole image by ``im_scale`` and cuts the crop out of it; only the crop's own
-    window is computed here (``_scaled_window``), which costs the same at every scale (the whole-image resize
-    of a 0.3 crop scale is a ~10x larger image).
 
     :param img: (H, W, 3) BGR
     :param boxes: (G, 4) x1, y1, x2, y2; landmarks (G, 5, 3) x, y, flag
@@ -59,8 +40,12 @@ def random_crop(img, boxes, landmarks, size, crop_scales, tries, rng, min_box_si
     frac = crop_scales[rng.randint(len(crop_scales))]
     side = max(1, int(min(h, w) * frac))
     im_scale = float(size) / side
-    out_h, out_w = int(round(h * im_scale)), int(round(w * im_scale))  # cv2.resize's output size
-    rh, rw = max(out_h, size), max(out_w, size)  # rounding of the resize: zero-padded to the crop size
+    resized = cv2.resize(img, None, None, fx=im_scale, fy=im_scale, interpolation=cv2.INTER_LINEAR)
+    rh, rw = resized.shape[:2]
+    if rh < size or rw < size:  # rounding of the resize: pad to at least the crop size
+        padded = np.zeros((max(rh, size), max(rw, size), 3), dtype=resized.dtype)
+        padded[:rh, :rw] = resized
+        resized, (rh, rw) = padded, padded.shape[:2]
     sboxes = boxes * im_scale
     slm = landmarks.copy()
     slm[:, :, :2] *= im_scale
@@ -76,7 +61,7 @@ def random_crop(img, boxes, landmarks, size, crop_scales, tries, rng, min_box_si
             lm = slm[keep].copy()
             lm[:, :, 0] -= left
             lm[:, :, 1] -= up
-            return _scaled_window(img, im_scale, left, up, size, out_h, out_w), cb[keep], lm, im_scale
+            return resized[up:up + size, left:left + size], cb[keep], lm, im_scale
     raise AssertionError('unreachable')
 
 
