@@ -3,6 +3,7 @@
     detector = RetinaFace('model/mnet.25', 0, ctx_id=-1, network='net3')
     faces, landmarks = detector.detect(img_bgr, threshold=0.8, scales=[1.0], do_flip=False)
     # faces: float32 (N, 5) x1, y1, x2, y2, score; landmarks: float32 (N, 5, 2)
+    cov = RetinaFace('model/mnet_cov2', 0, ctx_id=-1, network='net3l')   # Anti-Cov: faces (N, 6), + mask score
 
 Command line: ``python retinaface.py --prefix model/mnet.25 --epoch 0 --image photo.jpg --output out.jpg``
 (--image may be a folder; detections are printed and saved as JSON next to the drawn images).
@@ -23,9 +24,9 @@ from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpo
 from rcnn.core.device import check_gpus  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
-from rcnn.processing.pose import large_pose  # noqa: E402
 from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout  # noqa: E402
 from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
+from rcnn.processing.pose import large_pose  # noqa: E402
 
 __all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
 logger = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ def single_scale(shape, target_size=1024, max_size=1980):
 
 
 class RetinaFace:
-    """Face detector over a RetinaFace checkpoint (the 9-output test graph).
+    """Face detector over a RetinaFace checkpoint (the 9-output test graph; 6 outputs for box-only models,
+    12 for the mask-aware Anti-Cov graph with ``network='net3l'``).
 
     :param prefix: checkpoint prefix (``prefix-symbol.json`` + ``prefix-%04d.params``)
     :param epoch: checkpoint epoch
@@ -249,7 +251,8 @@ class RetinaFace:
         return im, (h, w)
 
     def _decode(self, outputs, b, size, scale, flip, threshold):
-        """Candidates of one image of a batch: (boxes (K,4) f64, scores (K,), landmarks (K,5,2) or None)."""
+        """Candidates of one image of a batch: (boxes (K,4) f64, scores (K,), landmarks (K,5,2) or None,
+        mask scores (K,) or None)."""
         boxes, scores, points, masks = [], [], [], []
         for stride in self._feat_stride_fpn:
             heads = {k: (None if i is None else outputs[i][b]) for k, i in self._heads[stride].items()}
