@@ -26,7 +26,7 @@ from rcnn.config import get_config
 from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, list_epochs, load_checkpoint, load_params,
                                   non_finite, remove_epochs, save_checkpoint)
 from rcnn.core.device import DeviceError, check_gpus
-from rcnn.core.loader import CropLoader
+from rcnn.core.loader import CropLoader, DataWorkerError
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
@@ -352,7 +352,7 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
     start = time.time()
     try:
         fit(mod, loader, metric, begin_epoch, args.end_epoch, batch_end, epoch_end)
-    except AnnotationError as err:  # an image that became unreadable after the roidb cache was built
+    except (AnnotationError, DataWorkerError) as err:  # an image that broke after caching; a dead worker
         kept = ('last complete checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
                 else 'no checkpoint was written')
         logger.error('error: %s; %s (--resume continues from it once the image is fixed)', err, kept)

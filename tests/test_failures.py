@@ -231,3 +231,22 @@ def test_gpu_requests_on_a_cpu_build_are_one_clear_sentence(tiny, tmp_path, mnet
                           '--output', tmp_path / 'o'])
     assert res.returncode == 2 and 'asks for GPU 0 but this MXNet sees 0 GPU(s)' in res.stdout
     assert 'Traceback' not in res.stdout + res.stderr
+
+
+def _die(job):
+    os._exit(1)  # a data worker killed mid-batch (e.g. by the out-of-memory killer)
+
+
+def test_dead_data_worker_is_reported_not_waited_for(tiny, monkeypatch):
+    from rcnn.config import get_config
+    from rcnn.core import loader as loader_mod
+    from rcnn.dataset.retinaface import RetinaFaceDataset
+    roidb = RetinaFaceDataset('train', str(tiny), str(tiny / 'retinaface')).gt_roidb()
+    monkeypatch.setattr(loader_mod, 'make_batch', _die)   # the forked workers inherit it
+    monkeypatch.setattr(loader_mod, 'WORKER_TIMEOUT', 5)
+    crops = loader_mod.CropLoader(roidb, get_config('mnet', IMAGE_SIZE=128), 2, workers=1)
+    try:
+        with pytest.raises(loader_mod.DataWorkerError, match='no batch from the data workers in 5 s'):
+            crops.next()
+    finally:
+        crops.close()

@@ -15,9 +15,16 @@ import numpy as np
 from rcnn.io.image import get_crop_image
 from rcnn.io.rpn import AnchorAssigner
 
-__all__ = ['CropLoader', 'make_batch']
+__all__ = ['CropLoader', 'make_batch', 'DataWorkerError']
 logger = logging.getLogger(__name__)
 _STATE = {}
+
+
+class DataWorkerError(RuntimeError):
+    """The data worker processes stopped delivering batches."""
+
+
+WORKER_TIMEOUT = 600  # seconds without a batch before a dead data worker is reported (a lost task never returns)
 
 
 def _init_worker(roidb, cfg):
@@ -110,7 +117,11 @@ class CropLoader(mx.io.DataIter):
             data, labels, faces = make_batch(self._jobs[self._cursor])
         else:
             self._fill()
-            data, labels, faces = self._pending.popleft().get()
+            try:
+                data, labels, faces = self._pending.popleft().get(timeout=WORKER_TIMEOUT)
+            except mp.TimeoutError:
+                raise DataWorkerError('no batch from the data workers in %d s: a worker process died (out of memory?) '
+                                   'or hangs; --workers 0 loads in this process' % WORKER_TIMEOUT) from None
             self._fill()
         self._cursor += 1
         self.faces_seen += faces
