@@ -47,28 +47,30 @@ def parse_log(path, batch, batches_per_epoch):
     return rows
 
 
-def plot(ours, published, path, title):
+def plot(ours, published, path, title, batch):
+    """Top row against samples seen, bottom row against iterations (ours: `batch` per step, published: 64)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 9))
     colours = {32: 'tab:blue', 16: 'tab:orange', 8: 'tab:green'}
     panels = (('RPNAcc_s%d_FG', 'face (foreground) accuracy of the OHEM-kept anchors'),
               ('RPNAcc_s%d_BG', 'background accuracy'),
               ('RPNL1Loss_s%d', 'box smooth-L1 loss per positive anchor'))
-    for ax, (key, label) in zip(axes, panels):
-        for s in STRIDES:
-            name = key % s
-            for rows, style, who in ((published, '--', 'published'), (ours, '-', 'ours')):
-                pts = [(r['samples'], r[name]) for r in rows if name in r and r['samples'] > 0]
-                if pts:
-                    ax.plot(*zip(*pts), style, color=colours[s], lw=1.2 if who == 'ours' else 0.8,
-                            label='%s stride %d' % (who, s))
-        ax.set_xscale('log')
-        ax.set_xlabel('samples seen')
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
+    for row, (unit, per) in enumerate((('samples seen', (1, 1)), ('iterations', (batch, PUBLISHED_BATCH)))):
+        for ax, (key, label) in zip(axes[row], panels):
+            for s in STRIDES:
+                name = key % s
+                for rows, style, who, div in ((published, '--', 'published', per[1]), (ours, '-', 'ours', per[0])):
+                    pts = [(r['samples'] / div, r[name]) for r in rows if name in r and r['samples'] > 0]
+                    if pts:
+                        ax.plot(*zip(*pts), style, color=colours[s], lw=1.2 if who == 'ours' else 0.8,
+                                label='%s stride %d' % (who, s))
+            ax.set_xscale('log')
+            ax.set_xlabel(unit)
+            ax.set_title(label, fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[row][0].legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -91,6 +93,13 @@ def train(args, data, backbone, prefix):
 
 
 def evaluate(prefix, epoch, data, gt, output):
+    """AP of one checkpoint (reused when a finished evaluation of that checkpoint is in `output`)."""
+    done = os.path.join(output, 'ap.json')
+    if os.path.isfile(done) and os.path.getmtime(done) > os.path.getmtime('%s-%04d.params' % (prefix, epoch)):
+        with open(done) as f:
+            ap = json.load(f)
+        if ap.get('run', {}).get('epoch') == epoch and ap['run'].get('mode') == 0:
+            return ap['ap']
     subprocess.run([sys.executable, os.path.join(ROOT, 'test.py'), '--network', 'net3', '--prefix', prefix, '--epoch',
                     str(epoch), '--dataset_path', data, '--mode', '0', '--gpu', '-1', '--gt', gt, '--output', output,
                     '--overwrite'], cwd=ROOT, check=True)
@@ -137,7 +146,7 @@ def main():
     seen = ours[-1]['samples'] if ours else 0
     title = ('mnet from ImageNet MobileNet0.25 on 400 real WIDER train images (%d samples seen, %d epochs) vs the '
              'published run (12,876 images)' % (seen, epochs[-1]))
-    plot(ours, published, os.path.join(args.work, 'curves.png'), title)
+    plot(ours, published, os.path.join(args.work, 'curves.png'), title, args.batch)
     print('\n| epoch | samples seen | Easy | Medium | Hard |')
     print('|---|---|---|---|---|')
     for e in to_eval:
