@@ -161,11 +161,11 @@ class RetinaFace:
         self.use_mask = first['type'] is not None  # Anti-Cov: faces get a sixth column, the mask score
         probe = (1, 3, 640, 640)
         try:
-            check_params_fit(self.sym, args, auxs, self.params_path, probe)
+            out_shapes = check_params_fit(self.sym, args, auxs, self.params_path, probe)
         except mx.base.MXNetError as err:
             raise CheckpointError('symbol %s-symbol.json cannot run on a %s input: %s'
                                   % (prefix, probe, str(err).strip().splitlines()[-1])) from None
-        self._check_anchor_count(prefix, probe)
+        self._check_anchor_count(prefix, out_shapes)
         bad = non_finite(args, auxs)
         if bad:
             raise CheckpointError('params file %s holds NaN/inf in %d tensors (%s): the training that wrote it '
@@ -174,9 +174,8 @@ class RetinaFace:
         self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
         self._executors = collections.OrderedDict()
 
-    def _check_anchor_count(self, prefix, probe):
+    def _check_anchor_count(self, prefix, out_shapes):
         """Each head's channels must be (2, 4, 10, 3) x the preset's anchors per cell."""
-        _, out_shapes, _ = self.sym.infer_shape(data=probe)
         per_anchor = {'cls': 2, 'bbox': 4, 'landmark': 10, 'type': 3}
         for s, heads in self._heads.items():
             for kind, idx in heads.items():

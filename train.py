@@ -24,7 +24,7 @@ import numpy as np
 
 from rcnn.config import get_config
 from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, list_epochs, load_checkpoint, load_params,
-                                  non_finite, remove_epochs, save_checkpoint)
+                                  non_finite, remove_epochs, save_checkpoint, states_path)
 from rcnn.core.device import DeviceError, check_gpus
 from rcnn.core.loader import CropLoader, DataWorkerError
 from rcnn.core.metric import get_metrics
@@ -133,10 +133,6 @@ def shard(roidb, rank, workers):
     dist_sync step waits for every worker, and a worker with one batch more would wait forever."""
     per = len(roidb) // workers
     return roidb[rank::workers][:per]
-
-
-def states_path(prefix, epoch):
-    return '%s-%04d.states' % (prefix, epoch)
 
 
 def save_optimizer_states(mod, prefix, epoch):

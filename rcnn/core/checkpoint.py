@@ -9,7 +9,8 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ['CheckpointError', 'checkpoint_paths', 'list_epochs', 'load_checkpoint', 'load_params',
-           'check_params_fit', 'non_finite', 'save_checkpoint', 'latest_epoch', 'remove_epochs', 'PrefixLock']
+           'check_params_fit', 'non_finite', 'save_checkpoint', 'latest_epoch', 'remove_epochs', 'PrefixLock',
+           'states_path']
 
 
 class CheckpointError(ValueError):
@@ -18,6 +19,11 @@ class CheckpointError(ValueError):
 
 def checkpoint_paths(prefix, epoch):
     return '%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch)
+
+
+def states_path(prefix, epoch):
+    """The optimizer state (SGD momentum) saved beside ``prefix-%04d.params``."""
+    return '%s-%04d.states' % (prefix, epoch)
 
 
 def list_epochs(prefix):
@@ -77,8 +83,9 @@ def load_checkpoint(prefix, epoch):
 
 
 def check_params_fit(sym, args, auxs, params_path, data_shape):
-    """Raise CheckpointError when the params miss graph parameters or have other shapes."""
-    arg_shapes, _, aux_shapes = sym.infer_shape(data=data_shape)
+    """Raise CheckpointError when the params miss graph parameters or have other shapes; else return the
+    graph's output shapes for that input (callers check them without inferring again)."""
+    arg_shapes, out_shapes, aux_shapes = sym.infer_shape(data=data_shape)
     expected = dict(zip(sym.list_arguments(), arg_shapes))
     expected.pop('data', None)
     expected.update(zip(sym.list_auxiliary_states(), aux_shapes))
@@ -91,6 +98,7 @@ def check_params_fit(sym, args, auxs, params_path, data_shape):
                 '%d parameters of another shape (%s)' % (len(wrong), '; '.join(wrong[:3])))
         raise CheckpointError('params file %s does not fit its graph: %s. Was it saved for another network? '
                               'Check the prefix and epoch.' % (params_path, what))
+    return out_shapes
 
 
 def non_finite(args, auxs):
@@ -109,7 +117,7 @@ def remove_epochs(prefix):
     """Delete every <prefix>-NNNN.params / .states (a restarted run must not leave a mixed set); returns them."""
     removed = []
     for epoch in list_epochs(prefix):
-        for path in ('%s-%04d.params' % (prefix, epoch), '%s-%04d.states' % (prefix, epoch)):
+        for path in (checkpoint_paths(prefix, epoch)[1], states_path(prefix, epoch)):
             if os.path.exists(path):
                 os.remove(path)
                 removed.append(path)
