@@ -23,7 +23,7 @@ kernels:
 	else $(MAKE) --no-print-directory venv && py=$(PY); fi; \
 	echo "$$py setup.py build_ext --inplace"; $$py setup.py build_ext --inplace
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-base.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt

@@ -16,6 +16,7 @@ import os
 import sys
 
 os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')  # no log line per bound input shape
+import rcnn  # noqa: F401,E402  before mxnet: the CUDA wheels' libraries (rcnn/cuda_wheels.py)
 import cv2  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+import rcnn  # noqa: F401,E402  before mxnet: the CUDA wheels' libraries (rcnn/cuda_wheels.py)
 import mxnet as mx
 import numpy as np
 from tqdm import tqdm

@@ -19,6 +19,7 @@ import time
 import traceback
 import warnings
 
+import rcnn  # noqa: F401,E402  before mxnet: the CUDA wheels' libraries (rcnn/cuda_wheels.py)
 import mxnet as mx
 import numpy as np
 

@@ -16,8 +16,19 @@ def check_gpus(ids, what):
     ids = list(ids)
     if not ids:
         return
-    available = mx.context.num_gpus()
+    try:
+        available = mx.context.num_gpus()
+    except mx.base.MXNetError as err:  # a CUDA build whose driver cannot be used
+        available, reason = 0, ': %s' % str(err).strip().splitlines()[0]
+    else:
+        reason = ''
     if max(ids) >= available or min(ids) < 0:
-        hint = (' (this is a CPU build of MXNet: install the CUDA build, see the README\'s GPU section, or use '
-                'the CPU: -1)' if not available else '')
+        if available:
+            hint = ''
+        elif mx.runtime.Features().is_enabled('CUDA'):
+            hint = (' (a CUDA build of MXNet, but no usable GPU on this machine%s: check the NVIDIA driver with '
+                    'nvidia-smi and CUDA_VISIBLE_DEVICES, or use the CPU: -1)' % reason)
+        else:
+            hint = (' (this is a CPU build of MXNet: install the CUDA build, see the README\'s GPU section, or use '
+                    'the CPU: -1)')
         raise DeviceError('%s asks for GPU %d but this MXNet sees %d GPU(s)%s' % (what, max(ids), available, hint))

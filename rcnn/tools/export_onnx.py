@@ -1,0 +1,115 @@
+"""ONNX export of a RetinaFace checkpoint (any graph this code loads: mnet.25, R50, Anti-Cov, models trained here).
+
+    python -m rcnn.tools.export_onnx --prefix model/mnet.25 --epoch 0 --output model/mnet.25.onnx
+
+The ONNX model takes ``data`` (batch, 3, height, width) float32 RGB, normalised as the detector does, with
+dynamic batch, height and width, and has the checkpoint's outputs under the same names and order (without the
+``_output`` suffix), so ``RetinaFace``'s decoder reads them unchanged. ``SoftmaxActivation(mode='channel')`` (no
+ONNX converter in MXNet 1.9.1) is written as the equivalent ``softmax(axis=1)``. Opset 13 (ONNX's default
+domain); exported with MXNet's ``mx.onnx`` (onnx 1.17.0), checked with ``onnx.checker`` and onnxruntime 1.23.2.
+Needs the ``onnx`` package (requirements-bench.txt), not needed by the detector itself.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rcnn.core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+
+OPSET = 13
+INPUT_DIMS = ('batch', None, 'height', 'width')  # names of the dynamic axes of `data` (channels fixed at 3)
+
+
+class ExportError(ValueError):
+    pass
+
+
+def onnx_ready_symbol(sym, where):
+    """The graph with every SoftmaxActivation(mode=channel) written as softmax(axis=1)."""
+    graph = json.loads(sym.tojson())
+    for node in graph['nodes']:
+        if node['op'] == 'SoftmaxActivation':
+            mode = node.get('attrs', {}).get('mode', 'instance')
+            if mode != 'channel':
+                raise ExportError('%s: node %s is SoftmaxActivation(mode=%s); only mode=channel has an ONNX '
+                                  'equivalent here' % (where, node['name'], mode))
+            node['op'], node['attrs'] = 'softmax', {'axis': '1'}
+        elif node['op'].startswith('_sg_mkldnn') or node['op'].startswith('_contrib_quantize'):
+            raise ExportError('%s is a fused or INT8 graph (%s); export the fp32 checkpoint' % (where, node['op']))
+    return mx.sym.load_json(json.dumps(graph))
+
+
+def export(prefix, epoch, output, probe=(1, 3, 640, 640)):
+    """Write the ONNX model of prefix/epoch to `output` (atomically); returns the list of output names."""
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError('the onnx package is missing: pip install -r requirements-bench.txt') from None
+    sym, args, auxs = load_checkpoint(prefix, epoch)
+    sym = onnx_ready_symbol(sym, '%s-symbol.json' % prefix)
+    params = dict(args)
+    params.update(auxs)
+    out_dir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.onnx.tmp', dir=out_dir)
+    os.close(fd)
+    try:
+        try:
+            mx.onnx.export_model(sym, params, in_shapes=[probe], in_types=np.float32, onnx_file_path=tmp,
+                                 dynamic=True, dynamic_input_shapes=[(None, 3, None, None)])
+        except (AttributeError, NotImplementedError, mx.base.MXNetError) as err:
+            raise ExportError('%s-symbol.json cannot be exported: %s' % (prefix, err)) from None
+        model = onnx.load(tmp)
+        finish(model, onnx)
+        onnx.save(model, tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return [o.name for o in model.graph.output]
+
+
+def finish(model, onnx):
+    """Opset 13, weights as initializers only (not graph inputs), named dynamic axes, no unused constants."""
+    del model.opset_import[:]
+    model.opset_import.extend([onnx.helper.make_opsetid('', OPSET)])
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim, INPUT_DIMS):
+        if name:
+            dim.dim_param = name
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    model.producer_name = 'retinaface-mxnet rcnn.tools.export_onnx'
+    onnx.checker.check_model(model, full_check=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--prefix', required=True, help='checkpoint prefix')
+    p.add_argument('--epoch', type=int, default=0)
+    p.add_argument('--output', required=True, help='the .onnx file to write')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --output')
+    args = p.parse_args(argv)
+    if os.path.exists(args.output) and not args.overwrite:
+        sys.exit('error: %s exists; pass --overwrite to replace it' % args.output)
+    try:
+        names = export(args.prefix, args.epoch, args.output)
+    except (CheckpointError, ExportError) as err:
+        sys.exit('error: %s' % err)
+    print('wrote %s (opset %d, input data [batch, 3, height, width], %d outputs: %s)'
+          % (args.output, OPSET, len(names), ', '.join(names)))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,209 @@
+"""INT8 checkpoints: MXNet oneDNN quantization calibrated on real training images.
+
+    python -m rcnn.tools.quantize --prefix model/mnet.25 --epoch 0 --calib data/retinaface/train \\
+        --output model/mnet.25-int8
+
+Writes ``<output>-symbol.json`` + ``<output>-0000.params`` (loaded by ``RetinaFace``, ``test.py`` and the CLI like
+any checkpoint, on the CPU) and ``<output>-quantize.json`` (source, settings, calibration images).
+
+The fp32 graph is first fused the way oneDNN runs it (conv + BN + ReLU), then every fused conv is quantized
+except the ones kept in fp32 (``--keep_fp32``, by the original layer names): by default the first conv (it sees
+the raw 0..255 pixels) and the prediction heads (``face_rpn_*``: their outputs are decoded into boxes). The
+calibration runs the fp32 graph on ``--num_calib`` images of ``--calib``'s label.txt, each at the single-scale size
+of WIDER mode 0 (short side 1024, long side at most 1980), and sets each quantized layer's output range from
+what it saw (``--calib_mode``: ``naive`` = min/max, ``entropy`` = KL-optimal thresholds).
+"""
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+
+os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from rcnn.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint  # noqa: E402
+
+logger = logging.getLogger('quantize')
+HEADS = r'^face_rpn_'
+CALIB_MODES = ('naive', 'entropy')
+
+
+def fused_layers(fsym):
+    """{fused node name: [names of the convs inside it]} of a graph fused by get_backend_symbol."""
+    out = {}
+    for node in json.loads(fsym.tojson())['nodes']:
+        if node['op'] == '_sg_mkldnn_conv':
+            inner = node.get('subgraphs', [{}])[0].get('nodes', [])
+            out[node['name']] = [n['name'] for n in inner if n['op'] == 'Convolution']
+    return out
+
+
+def named_after_convs(fsym):
+    """The fused graph with each fused node renamed after its conv, so the heads keep their output names."""
+    graph = json.loads(fsym.tojson())
+    for node in graph['nodes']:
+        if node['op'] == '_sg_mkldnn_conv':
+            convs = [n['name'] for n in node.get('subgraphs', [{}])[0].get('nodes', []) if n['op'] == 'Convolution']
+            if len(convs) == 1:
+                node['name'] = convs[0]
+    return mx.sym.load_json(json.dumps(graph))
+
+
+def depthwise_convs(sym):
+    """Names of the grouped (depthwise) Convolution nodes."""
+    return [n['name'] for n in json.loads(sym.tojson())['nodes']
+            if n['op'] == 'Convolution' and int(n.get('attrs', {}).get('num_group', '1')) > 1]
+
+
+def first_convs(sym):
+    """Names of the Convolution nodes fed directly by the `data` input."""
+    nodes = json.loads(sym.tojson())['nodes']
+    return [n['name'] for n in nodes
+            if n['op'] == 'Convolution' and any(nodes[i[0]]['name'] == 'data' for i in n['inputs'])]
+
+
+def excluded_fused(sym, fsym, keep):
+    """Fused node names to leave in fp32, from `keep` (a list of 'first', 'heads' or regexes over conv names)."""
+    patterns = []
+    for item in keep:
+        if item == 'first':
+            patterns += ['^%s$' % re.escape(n) for n in first_convs(sym)]
+        elif item == 'heads':
+            patterns.append(HEADS)
+        elif item == 'depthwise':
+            patterns += ['^%s$' % re.escape(n) for n in depthwise_convs(sym)]
+        elif item:
+            try:
+                re.compile(item)
+            except re.error as err:
+                raise ValueError('--keep_fp32: %r is not a regular expression (%s)' % (item, err)) from None
+            patterns.append(item)
+    excluded = []
+    for fused, convs in fused_layers(fsym).items():
+        if any(re.search(p, c) for p in patterns for c in convs):
+            excluded.append(fused)
+    return excluded
+
+
+def calibration_images(calib_dir, num, seed):
+    """`num` image paths of <calib_dir>/label.txt (a seeded sample, in file order)."""
+    from rcnn.dataset.retinaface import parse_label_file
+    label = os.path.join(calib_dir, 'label.txt')
+    records = parse_label_file(label, with_landmarks=False, skip_bad=True)
+    if not records:
+        raise ValueError('--calib %s: no images listed in %s' % (calib_dir, label))
+    paths = [os.path.join(calib_dir, 'images', r['path']) for r in records]
+    if num < len(paths):
+        pick = np.sort(np.random.RandomState(seed).choice(len(paths), num, replace=False))
+        paths = [paths[i] for i in pick]
+    return paths
+
+
+def quantize(prefix, epoch, calib_paths, calib_mode='naive', keep=('first', 'heads'), granularity='channel-wise',
+             network='net3', target_size=1024, max_size=1980):
+    """(qsym, qargs, auxs, info) of an INT8 model calibrated on the given images."""
+    from mxnet.contrib import quantization as q
+    from retinaface import RetinaFace, read_image, single_scale
+    if calib_mode not in CALIB_MODES:
+        raise ValueError('calib_mode must be one of %s, got %r' % (CALIB_MODES, calib_mode))
+    sym, args, auxs = load_checkpoint(prefix, epoch)
+    if any(n['op'].startswith('_contrib_quantize') or n['op'].startswith('_sg_mkldnn')
+           for n in json.loads(sym.tojson())['nodes']):
+        raise CheckpointError('%s-symbol.json is already a fused or quantized graph; quantize the fp32 checkpoint'
+                              % prefix)
+    detector = RetinaFace(prefix, epoch, ctx_id=-1, network=network)  # validates the checkpoint and its heads
+    fsym = sym.get_backend_symbol('MKLDNN_QUANTIZE')
+    excluded = excluded_fused(sym, fsym, keep)
+    qsym, qargs, qauxs, collector = q.quantize_graph(
+        sym=fsym, arg_params=args, aux_params=auxs, ctx=mx.cpu(), excluded_sym_names=excluded,
+        calib_mode=calib_mode, quantized_dtype='auto', quantize_mode='full', quantize_granularity=granularity)
+    executors = {}
+    for path in tqdm(calib_paths, desc='calibration (%s)' % calib_mode, unit='img'):
+        img = read_image(path)
+        scale = single_scale(img.shape, target_size, max_size)
+        im, _ = detector._prepare(img, scale, False)
+        tensor = detector._to_tensor([im])
+        exe = executors.get(tensor.shape)
+        if exe is None:
+            bind_args = {k: v for k, v in args.items() if k in fsym.list_arguments()}
+            bind_args['data'] = mx.nd.zeros(tensor.shape)
+            exe = fsym.bind(mx.cpu(), bind_args, grad_req='null', aux_states=auxs)
+            exe.set_monitor_callback(collector.collect, monitor_all=True)
+            executors = {tensor.shape: exe}  # one bound executor at a time: calibration shapes rarely repeat
+        exe.arg_dict['data'][:] = tensor
+        exe.forward(is_train=False)
+        mx.nd.waitall()
+    qsym, qargs, qauxs = q.calib_graph(qsym=qsym, arg_params=qargs, aux_params=qauxs, collector=collector,
+                                       calib_mode=calib_mode, quantized_dtype='auto', logger=None)
+    qsym = named_after_convs(qsym.get_backend_symbol('MKLDNN_QUANTIZE'))
+    info = {'source': {'prefix': prefix, 'epoch': epoch}, 'calib_mode': calib_mode, 'keep_fp32': list(keep),
+            'granularity': granularity,
+            'fused_layers_kept_fp32': {n: fused_layers(fsym)[n] for n in excluded},
+            'quantized_layers': len(fused_layers(fsym)) - len(excluded),
+            'calib_images': calib_paths, 'calib_scale': {'target_size': target_size, 'max_size': max_size},
+            'mxnet': mx.__version__}
+    return qsym, qargs, qauxs, info
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--prefix', required=True, help='fp32 checkpoint prefix')
+    p.add_argument('--epoch', type=int, default=0)
+    p.add_argument('--network', default='net3', help='anchor preset of the model (as for RetinaFace)')
+    p.add_argument('--calib', default='data/retinaface/train', help='folder with label.txt and images/')
+    p.add_argument('--num_calib', type=int, default=40, help='calibration images (a seeded sample)')
+    p.add_argument('--calib_mode', default='naive', choices=CALIB_MODES)
+    p.add_argument('--keep_fp32', default='first,heads',
+                   help="comma list of layers left in fp32: 'first' (the conv on the input), 'heads' "
+                        "(face_rpn_*), 'depthwise' (grouped convs), or regexes over conv names; '' quantizes "
+                        "every conv")
+    p.add_argument('--granularity', default='channel-wise', choices=('channel-wise', 'tensor-wise'),
+                   help='weight scales per output channel or one per layer')
+    p.add_argument('--seed', type=int, default=0, help='seed of the calibration sample')
+    p.add_argument('--output', required=True, help='INT8 checkpoint prefix (written as epoch 0)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing output checkpoint')
+    args = p.parse_args(argv)
+    if args.num_calib < 1:
+        p.error('--num_calib must be >= 1, got %d' % args.num_calib)
+    if not os.path.isfile(os.path.join(args.calib, 'label.txt')):
+        p.error('--calib %s: no label.txt there (expected the RetinaFace layout <split>/label.txt + images/)'
+                % args.calib)
+    return args
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    args = parse_args(argv)
+    out_paths = checkpoint_paths(args.output, 0)
+    if not args.overwrite and any(os.path.exists(p) for p in out_paths):
+        sys.exit('error: %s exists; pass --overwrite to replace it' % ' / '.join(p for p in out_paths
+                                                                                  if os.path.exists(p)))
+    if os.path.abspath(args.output) == os.path.abspath(args.prefix):
+        sys.exit('error: --output must differ from --prefix (the fp32 checkpoint is kept)')
+    try:
+        paths = calibration_images(args.calib, args.num_calib, args.seed)
+        t0 = time.time()
+        qsym, qargs, qauxs, info = quantize(args.prefix, args.epoch, paths, args.calib_mode,
+                                            [k.strip() for k in args.keep_fp32.split(',')], args.granularity,
+                                            args.network)
+    except (CheckpointError, ValueError) as err:
+        sys.exit('error: %s' % err)
+    save_checkpoint(args.output, 0, qsym, qargs, qauxs)
+    info['seconds'] = round(time.time() - t0, 1)
+    tmp = args.output + '-quantize.json.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(info, f, indent=1)
+    os.replace(tmp, args.output + '-quantize.json')
+    logger.info('wrote %s and %s (%d layers INT8, %d kept fp32, %d calibration images, %.0f s)',
+                out_paths[0], out_paths[1], info['quantized_layers'], len(info['fused_layers_kept_fp32']),
+                len(paths), info['seconds'])
+
+
+if __name__ == '__main__':
+    main()
