@@ -4,11 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements-installed
 
-.PHONY: all kernels venv test demo bench clean distclean
+.PHONY: all kernels venv bench-venv test demo bench clean distclean
 
 all: kernels
 
-bench: venv
+bench: venv bench-venv
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) bench/bench_kernels.py
 	$(PY) bench/bench_detect.py
@@ -31,7 +31,19 @@ $(STAMP): requirements.txt requirements-base.txt
 
 venv: $(STAMP)
 
-test: venv
+# Benchmark/export extras: onnx into .venv, onnxruntime in its own venv (it needs numpy >= 1.24, MXNet < 1.24).
+ORT_VENV    := .venv-ort
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt bench/requirements-ort.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PYTHON) -m venv $(ORT_VENV)
+	$(ORT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(ORT_VENV)/bin/python -m pip install -q -r bench/requirements-ort.txt
+	touch $(BENCH_STAMP)
+
+bench-venv: $(BENCH_STAMP)
+
+test: venv bench-venv
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -m pytest -q tests
 
@@ -57,4 +69,4 @@ clean:
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(ORT_VENV)

@@ -5,7 +5,8 @@
 The ONNX model takes ``data`` (batch, 3, height, width) float32 RGB, normalised as the detector does, with
 dynamic batch, height and width, and has the checkpoint's outputs under the same names and order (without the
 ``_output`` suffix), so ``RetinaFace``'s decoder reads them unchanged. ``SoftmaxActivation(mode='channel')`` (no
-ONNX converter in MXNet 1.9.1) is written as the equivalent ``softmax(axis=1)``. Opset 13 (ONNX's default
+ONNX converter in MXNet 1.9.1) is written as the equivalent ``softmax(axis=1)``, and BatchNorm layers with
+``fix_gamma=True`` (R50's ``bn_data``) get gamma 1, as MXNet computes them (its converter drops the flag). Opset 13 (ONNX's default
 domain); exported with MXNet's ``mx.onnx`` (onnx 1.17.0), checked with ``onnx.checker`` and onnxruntime 1.23.2.
 Needs the ``onnx`` package (requirements-bench.txt), not needed by the detector itself.
 """
@@ -27,6 +28,14 @@ INPUT_DIMS = ('batch', None, 'height', 'width')  # names of the dynamic axes of 
 
 class ExportError(ValueError):
     pass
+
+
+def fixed_gammas(sym):
+    """Names of the gamma inputs of BatchNorm nodes with fix_gamma=True (MXNet then uses 1, whatever is stored;
+    MXNet's ONNX converter ignores the flag, so the export writes ones for them)."""
+    nodes = json.loads(sym.tojson())['nodes']
+    return [nodes[n['inputs'][1][0]]['name'] for n in nodes
+            if n['op'] == 'BatchNorm' and n.get('attrs', {}).get('fix_gamma', 'True') in ('True', 'true', '1')]
 
 
 def onnx_ready_symbol(sym, where):
@@ -54,6 +63,8 @@ def export(prefix, epoch, output, probe=(1, 3, 640, 640)):
     sym = onnx_ready_symbol(sym, '%s-symbol.json' % prefix)
     params = dict(args)
     params.update(auxs)
+    for name in fixed_gammas(sym):
+        params[name] = mx.nd.ones_like(params[name])
     out_dir = os.path.dirname(os.path.abspath(output))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.onnx.tmp', dir=out_dir)
