@@ -15,7 +15,10 @@ import logging
 import os
 import sys
 
-import rcnn  # noqa: F401,E402  before mxnet: the CUDA wheels' libraries (rcnn/cuda_wheels.py)
+# before mxnet: `rcnn` loads the CUDA wheels' libraries (rcnn/cuda_wheels.py), and CPU inference runs on the
+# calling thread, where a second core helps (rcnn/cpu_engine.py)
+from rcnn.cpu_engine import prefer_calling_thread_engine  # noqa: E402
+prefer_calling_thread_engine()
 import mxnet as mx
 import numpy as np
 from tqdm import tqdm

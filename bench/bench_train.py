@@ -33,11 +33,15 @@ def parse_args():
     p.add_argument('--workers', default='0,1,2', help='data pipeline rates for these worker counts')
     p.add_argument('--e2e_workers', type=int, default=1, help='train.py --workers in the end-to-end run')
     p.add_argument('--others', action='store_true', help='also the resnet step and the data pipeline rates')
+    p.add_argument('--profile', action='store_true',
+                   help='also the per-operator time of the training step (MXNet profiler, bulk execution off)')
     return p.parse_args()
 
 
 ARGS = parse_args()
 os.environ['OMP_NUM_THREADS'] = str(ARGS.threads)  # before mxnet is imported
+if ARGS.profile:
+    os.environ['MXNET_EXEC_BULK_EXEC_TRAIN'] = '0'  # one profiler row per operator, not per bulk segment
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -111,6 +115,10 @@ def step_breakdown(roidb, cfg, batch, n, clock):
         ohem_s[0] += time.perf_counter() - t
         return out
     ohem.ohem_labels = timed
+    if ARGS.profile:
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True,
+                               filename=os.path.join(tempfile.gettempdir(), 'bench_train_profile.json'))
+        mx.profiler.set_state('run')
     try:
         for i in range(n):
             b = batches[i % len(batches)]
@@ -129,6 +137,25 @@ def step_breakdown(roidb, cfg, batch, n, clock):
     finally:
         ohem.ohem_labels = orig
     clock.add('  of which OHEM numpy work', ohem_s[0])
+    if ARGS.profile:
+        mx.profiler.set_state('stop')
+        print_operator_table(mx.profiler.dumps(reset=True), n)
+
+
+def print_operator_table(dump, batches, top=14):
+    """The profiler's operator section as ms per batch, largest first."""
+    rows, section = [], None
+    for line in dump.splitlines():
+        if line.strip() and not line.startswith(' ') and not line.startswith('=') and not line.startswith('-'):
+            section = line.strip()
+        parts = line.split()
+        if section == 'operator' and len(parts) == 6 and parts[1].isdigit():
+            rows.append((float(parts[2]), parts[0], int(parts[1])))
+    total = sum(r[0] for r in rows)
+    print('\n| operator (training step, per batch) | calls | ms | share |\n|---|---|---|---|')
+    for ms, name, calls in sorted(rows, reverse=True)[:top]:
+        print('| %s | %d | %.1f | %.0f%% |' % (name, calls // batches, ms / batches, 100 * ms / total))
+    print('| all operators | | %.1f | |' % (total / batches))
 
 
 def e2e_rate(data_path, batches, batch, size, workers, threads):

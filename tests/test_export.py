@@ -153,7 +153,7 @@ def test_quantized_model_loads_detects_and_keeps_its_heads(mnet25_prefix, tmp_pa
     run = subprocess.run([sys.executable, '-m', 'rcnn.tools.quantize', '--prefix', mnet25_prefix, '--calib', calib,
                           '--num_calib', '4', '--output', out], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert 'calibration (naive)' in run.stderr  # the tqdm bar
+    assert 'calibration (entropy)' in run.stderr  # the tqdm bar
     with open(out + '-quantize.json') as f:
         info = json.load(f)
     assert len(info['calib_images']) == 4 and info['quantized_layers'] > 40
