@@ -104,8 +104,8 @@ def calibration_images(calib_dir, num, seed):
     return paths
 
 
-def quantize(prefix, epoch, calib_paths, calib_mode='naive', keep=('first', 'heads'), granularity='channel-wise',
-             network='net3', target_size=1024, max_size=1980):
+def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=('first', 'heads'), network='net3',
+             target_size=1024, max_size=1980):
     """(qsym, qargs, auxs, info) of an INT8 model calibrated on the given images."""
     from mxnet.contrib import quantization as q
     from retinaface import RetinaFace, read_image, single_scale
@@ -121,7 +121,8 @@ def quantize(prefix, epoch, calib_paths, calib_mode='naive', keep=('first', 'hea
     excluded = excluded_fused(sym, fsym, keep)
     qsym, qargs, qauxs, collector = q.quantize_graph(
         sym=fsym, arg_params=args, aux_params=auxs, ctx=mx.cpu(), excluded_sym_names=excluded,
-        calib_mode=calib_mode, quantized_dtype='auto', quantize_mode='full', quantize_granularity=granularity)
+        calib_mode=calib_mode, quantized_dtype='auto', quantize_mode='full', quantize_granularity='tensor-wise')
+    # (oneDNN's fused conv scales its INT8 weights per output channel whatever this says)
     executors = {}
     for path in tqdm(calib_paths, desc='calibration (%s)' % calib_mode, unit='img'):
         img = read_image(path)
@@ -142,7 +143,6 @@ def quantize(prefix, epoch, calib_paths, calib_mode='naive', keep=('first', 'hea
                                        calib_mode=calib_mode, quantized_dtype='auto', logger=None)
     qsym = named_after_convs(qsym.get_backend_symbol('MKLDNN_QUANTIZE'))
     info = {'source': {'prefix': prefix, 'epoch': epoch}, 'calib_mode': calib_mode, 'keep_fp32': list(keep),
-            'granularity': granularity,
             'fused_layers_kept_fp32': {n: fused_layers(fsym)[n] for n in excluded},
             'quantized_layers': len(fused_layers(fsym)) - len(excluded),
             'calib_images': calib_paths, 'calib_scale': {'target_size': target_size, 'max_size': max_size},
@@ -158,13 +158,11 @@ def parse_args(argv=None):
     p.add_argument('--network', default='net3', help='anchor preset of the model (as for RetinaFace)')
     p.add_argument('--calib', default='data/retinaface/train', help='folder with label.txt and images/')
     p.add_argument('--num_calib', type=int, default=40, help='calibration images (a seeded sample)')
-    p.add_argument('--calib_mode', default='naive', choices=CALIB_MODES)
+    p.add_argument('--calib_mode', default='entropy', choices=CALIB_MODES)
     p.add_argument('--keep_fp32', default='first,heads',
                    help="comma list of layers left in fp32: 'first' (the conv on the input), 'heads' "
                         "(face_rpn_*), 'depthwise' (grouped convs), or regexes over conv names; '' quantizes "
                         "every conv")
-    p.add_argument('--granularity', default='channel-wise', choices=('channel-wise', 'tensor-wise'),
-                   help='weight scales per output channel or one per layer')
     p.add_argument('--seed', type=int, default=0, help='seed of the calibration sample')
     p.add_argument('--output', required=True, help='INT8 checkpoint prefix (written as epoch 0)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output checkpoint')
@@ -190,8 +188,7 @@ def main(argv=None):
         paths = calibration_images(args.calib, args.num_calib, args.seed)
         t0 = time.time()
         qsym, qargs, qauxs, info = quantize(args.prefix, args.epoch, paths, args.calib_mode,
-                                            [k.strip() for k in args.keep_fp32.split(',')], args.granularity,
-                                            args.network)
+                                            [k.strip() for k in args.keep_fp32.split(',')], args.network)
     except (CheckpointError, ValueError) as err:
         sys.exit('error: %s' % err)
     save_checkpoint(args.output, 0, qsym, qargs, qauxs)
