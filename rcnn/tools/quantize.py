@@ -30,6 +30,8 @@ from rcnn.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpo
 
 logger = logging.getLogger('quantize')
 HEADS = r'^face_rpn_'
+NECK_AND_HEADS = r'^(rf_|ssh_|face_)'
+DEFAULT_KEEP = 'first,early,heads'
 CALIB_MODES = ('naive', 'entropy')
 
 
@@ -60,6 +62,21 @@ def depthwise_convs(sym):
             if n['op'] == 'Convolution' and int(n.get('attrs', {}).get('num_group', '1')) > 1]
 
 
+def early_convs(sym, probe=640, max_stride=8):
+    """Backbone convs whose output is at stride <= max_stride (mnet: mobilenet0_conv0..conv10), i.e. the
+    high-resolution layers; neck and head convs (rf_*, ssh_*, face_*) are not counted."""
+    internals = sym.get_internals()
+    _, shapes, _ = internals.infer_shape_partial(data=(1, 3, probe, probe))
+    out_shape = dict(zip(internals.list_outputs(), shapes))
+    names = []
+    for n in json.loads(sym.tojson())['nodes']:
+        shape = out_shape.get(n['name'] + '_output')
+        if (n['op'] == 'Convolution' and shape and len(shape) == 4 and shape[2] * max_stride >= probe
+                and not re.match(NECK_AND_HEADS, n['name'])):
+            names.append(n['name'])
+    return names
+
+
 def first_convs(sym):
     """Names of the Convolution nodes fed directly by the `data` input."""
     nodes = json.loads(sym.tojson())['nodes']
@@ -75,6 +92,8 @@ def excluded_fused(sym, fsym, keep):
             patterns += ['^%s$' % re.escape(n) for n in first_convs(sym)]
         elif item == 'heads':
             patterns.append(HEADS)
+        elif item == 'early':
+            patterns += ['^%s$' % re.escape(n) for n in early_convs(sym)]
         elif item == 'depthwise':
             patterns += ['^%s$' % re.escape(n) for n in depthwise_convs(sym)]
         elif item:
@@ -104,7 +123,7 @@ def calibration_images(calib_dir, num, seed):
     return paths
 
 
-def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=('first', 'heads'), network='net3',
+def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=tuple(DEFAULT_KEEP.split(',')), network='net3',
              target_size=1024, max_size=1980):
     """(qsym, qargs, auxs, info) of an INT8 model calibrated on the given images."""
     from mxnet.contrib import quantization as q
@@ -159,10 +178,10 @@ def parse_args(argv=None):
     p.add_argument('--calib', default='data/retinaface/train', help='folder with label.txt and images/')
     p.add_argument('--num_calib', type=int, default=40, help='calibration images (a seeded sample)')
     p.add_argument('--calib_mode', default='entropy', choices=CALIB_MODES)
-    p.add_argument('--keep_fp32', default='first,heads',
-                   help="comma list of layers left in fp32: 'first' (the conv on the input), 'heads' "
-                        "(face_rpn_*), 'depthwise' (grouped convs), or regexes over conv names; '' quantizes "
-                        "every conv")
+    p.add_argument('--keep_fp32', default=DEFAULT_KEEP,
+                   help="comma list of layers left in fp32: 'first' (the conv on the input), 'early' (backbone "
+                        "convs at stride <= 8), 'heads' (face_rpn_*), 'depthwise' (grouped convs), or regexes over "
+                        "conv names; '' quantizes every conv")
     p.add_argument('--seed', type=int, default=0, help='seed of the calibration sample')
     p.add_argument('--output', required=True, help='INT8 checkpoint prefix (written as epoch 0)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output checkpoint')
