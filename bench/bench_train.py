@@ -142,12 +142,13 @@ def step_breakdown(roidb, cfg, batch, n, clock):
         print_operator_table(mx.profiler.dumps(reset=True), n)
 
 
-def print_operator_table(dump, batches, top=14):
+def print_operator_table(dump, batches, top=20):
     """The profiler's operator section as ms per batch, largest first."""
-    rows, section = [], None
+    rows, section, previous = [], None, ''
     for line in dump.splitlines():
-        if line.strip() and not line.startswith(' ') and not line.startswith('=') and not line.startswith('-'):
-            section = line.strip()
+        if line.startswith('==='):  # a section title is underlined with '='
+            section = previous.strip()
+        previous = line
         parts = line.split()
         if section == 'operator' and len(parts) == 6 and parts[1].isdigit():
             rows.append((float(parts[2]), parts[0], int(parts[1])))
