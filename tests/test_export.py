@@ -156,7 +156,10 @@ def test_quantized_model_loads_detects_and_keeps_its_heads(mnet25_prefix, tmp_pa
     assert 'calibration (entropy)' in run.stderr  # the tqdm bar
     with open(out + '-quantize.json') as f:
         info = json.load(f)
-    assert len(info['calib_images']) == 4 and info['quantized_layers'] > 40
+    assert len(info['calib_images']) == 4
+    kept = {conv for convs in info['fused_layers_kept_fp32'].values() for conv in convs}
+    assert {'mobilenet0_conv0_fwd', 'mobilenet0_conv10_fwd', 'face_rpn_cls_score_stride8'} <= kept  # first, early, heads
+    assert 'mobilenet0_conv11_fwd' not in kept and len(kept) == 20 and info['quantized_layers'] == 56 - 20
     ops = [n['op'] for n in json.loads(open(out + '-symbol.json').read())['nodes']]
     assert ops.count('_sg_mkldnn_conv') == 56 and '_contrib_quantize_v2' in ops
     img = cv2.imread(shared_path('images', 't1.jpg'))
