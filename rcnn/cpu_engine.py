@@ -1,10 +1,10 @@
 """CPU inference runs MXNet's operators on the calling thread (``MXNET_ENGINE_TYPE=NaiveEngine``).
 
 Why: with MXNet's default threaded engine, every operator runs on an engine worker thread whose OpenMP team
-goes back to sleep between operators, so batch-of-one detection gained nothing from a second core (VGA
-forward 10.1 ms on 1 thread, 10.0 on 2 on an AVX-512 host; here the two-thread forward was even slower at
-times). On the calling thread one OpenMP team serves every operator of the forward pass and a second thread
-pays off: bench/bench_detect.py, README "Deployment speed". Results are bitwise the same; only scheduling
+goes back to sleep between operators, so batch-of-one detection gained nothing from a second core (measured
+on 2 AVX2 cores, mnet.25 fp32 at VGA: 28-30 ms on 1 thread, 24-36 ms on 2). On the calling thread one OpenMP
+team serves every operator of the forward pass and the second thread pays off (16-17 ms); README
+"Deployment speed" has the side-by-side numbers. Results are bitwise the same; only scheduling
 changes. Chosen only where it cannot hurt: the CPU build of MXNet (the CUDA build keeps its asynchronous
 engine for GPU streams), before MXNet is imported, and never over a value the user set.
 """

@@ -8,9 +8,10 @@ any checkpoint, on the CPU) and ``<output>-quantize.json`` (source, settings, ca
 
 The fp32 graph is first fused the way oneDNN runs it (conv + BN + ReLU), then every fused conv is quantized
 except the ones kept in fp32 (``--keep_fp32``, by the original layer names): by default the first conv (it sees
-the raw 0..255 pixels) and the prediction heads (``face_rpn_*``: their outputs are decoded into boxes). The
-calibration runs the fp32 graph on ``--num_calib`` images of ``--calib``'s label.txt, each at the single-scale size
-of WIDER mode 0 (short side 1024, long side at most 1980), and sets each quantized layer's output range from
+the raw 0..255 pixels), the backbone convs at stride <= 8 (memory-bound: no faster in INT8 here, but less
+accurate) and the prediction heads (``face_rpn_*``: their outputs are decoded into boxes). The calibration
+runs the fp32 graph on ``--num_calib`` images of ``--calib``'s label.txt, each at the single-scale size of
+WIDER mode 0 (short side 1024, long side at most 1980), and sets each quantized layer's output range from
 what it saw (``--calib_mode``: ``naive`` = min/max, ``entropy`` = KL-optimal thresholds).
 """
 import argparse
