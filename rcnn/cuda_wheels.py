@@ -7,10 +7,12 @@ satisfies libmxnet.so's dependencies, so a machine with only the NVIDIA driver n
 
 Imported by ``rcnn/__init__.py``: every entry point imports ``rcnn`` before ``mxnet``. Does nothing with the
 CPU wheel, when MXNet is already imported, or when the wheels are absent (a system CUDA 11 install then
-serves, through LD_LIBRARY_PATH as before). ``python rcnn/cuda_wheels.py`` (as a file, so even without a driver) prints the library folders (for
-``LD_LIBRARY_PATH=... ldd libmxnet.so``) and what it would load.
+serves, through LD_LIBRARY_PATH as before). ``python rcnn/cuda_wheels.py`` (run as a file, so it works even
+without a driver) prints the library folders (for ``LD_LIBRARY_PATH=... ldd libmxnet.so``) and what it would
+load.
 """
 import ctypes
+import functools
 import glob
 import importlib.metadata
 import os
@@ -37,6 +39,7 @@ class CudaSetupError(ImportError):
     """The CUDA build of MXNet is installed but cannot be loaded on this machine."""
 
 
+@functools.lru_cache(maxsize=None)
 def cuda_mxnet():
     """Name of the installed CUDA build of MXNet (e.g. 'mxnet-cu112'), or None."""
     for dist in importlib.metadata.distributions():
