@@ -64,7 +64,8 @@ def export(prefix, epoch, output, probe=(1, 3, 640, 640)):
     params = dict(args)
     params.update(auxs)
     for name in fixed_gammas(sym):
-        params[name] = mx.nd.ones_like(params[name])
+        if name in params:
+            params[name] = mx.nd.ones_like(params[name])
     out_dir = os.path.dirname(os.path.abspath(output))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.onnx.tmp', dir=out_dir)
