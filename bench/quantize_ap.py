@@ -15,8 +15,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = ('easy', 'medium', 'hard')
-VARIANTS = {  # name -> --keep_fp32 (None: the tool's default, first,early,heads)
+VARIANTS = {  # name -> --keep_fp32 (None: the tool's default, backbone,heads)
     'default': None,
+    'first_early_heads': 'first,early,heads',
     'first_heads': 'first,heads',
     'all_int8': '',
 }
@@ -54,7 +55,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--shared', default=os.path.join(ROOT, '..', 'shared'))
-    p.add_argument('--variants', default='default,first_heads', help='comma list of: %s' % ', '.join(VARIANTS))
+    p.add_argument('--variants', default='default', help='comma list of: %s' % ', '.join(VARIANTS))
     p.add_argument('--work', default=os.path.join(ROOT, 'out', 'quantize_ap'))
     p.add_argument('--num_calib', type=int, default=40)
     args = p.parse_args()

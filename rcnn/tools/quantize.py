@@ -7,11 +7,11 @@ Writes ``<output>-symbol.json`` + ``<output>-0000.params`` (loaded by ``RetinaFa
 any checkpoint, on the CPU) and ``<output>-quantize.json`` (source, settings, calibration images).
 
 The fp32 graph is first fused the way oneDNN runs it (conv + BN + ReLU), then every fused conv is quantized
-except the ones kept in fp32 (``--keep_fp32``, by the original layer names): by default the first conv (it sees
-the raw 0..255 pixels), the backbone convs at stride <= 8 (memory-bound: no faster in INT8 here, but less
-accurate) and the prediction heads (``face_rpn_*``: their outputs are decoded into boxes). The calibration
-runs the fp32 graph on ``--num_calib`` images of ``--calib``'s label.txt, each at the single-scale size of
-WIDER mode 0 (short side 1024, long side at most 1980), and sets each quantized layer's output range from
+except the ones kept in fp32 (``--keep_fp32``, by the original layer names): by default the backbone (its
+narrow MobileNet-0.25 layers lose accuracy in 8 bits) and the prediction heads (``face_rpn_*``: their outputs
+are decoded into boxes), so the INT8 part is the neck (FPN + SSH context modules). The calibration
+runs the fp32 graph on ``--num_calib`` images of ``--calib``'s label.txt, each at the original demo's single
+scale (short side 1024, long side at most 1980; ``retinaface.single_scale``), and sets each quantized layer's output range from
 what it saw (``--calib_mode``: ``naive`` = min/max, ``entropy`` = KL-optimal thresholds).
 """
 import argparse
@@ -32,7 +32,7 @@ from rcnn.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpo
 logger = logging.getLogger('quantize')
 HEADS = r'^face_rpn_'
 NECK_AND_HEADS = r'^(rf_|ssh_|face_)'
-DEFAULT_KEEP = 'first,early,heads'
+DEFAULT_KEEP = 'backbone,heads'
 CALIB_MODES = ('naive', 'entropy')
 
 
@@ -78,6 +78,12 @@ def early_convs(sym, probe=640, max_stride=8):
     return names
 
 
+def backbone_convs(sym):
+    """Every conv that is not part of the neck or the heads (rf_*, ssh_*, face_*)."""
+    return [n['name'] for n in json.loads(sym.tojson())['nodes']
+            if n['op'] == 'Convolution' and not re.match(NECK_AND_HEADS, n['name'])]
+
+
 def first_convs(sym):
     """Names of the Convolution nodes fed directly by the `data` input."""
     nodes = json.loads(sym.tojson())['nodes']
@@ -93,6 +99,8 @@ def excluded_fused(sym, fsym, keep):
             patterns += ['^%s$' % re.escape(n) for n in first_convs(sym)]
         elif item == 'heads':
             patterns.append(HEADS)
+        elif item == 'backbone':
+            patterns += ['^%s$' % re.escape(n) for n in backbone_convs(sym)]
         elif item == 'early':
             patterns += ['^%s$' % re.escape(n) for n in early_convs(sym)]
         elif item == 'depthwise':
@@ -180,9 +188,9 @@ def parse_args(argv=None):
     p.add_argument('--num_calib', type=int, default=40, help='calibration images (a seeded sample)')
     p.add_argument('--calib_mode', default='entropy', choices=CALIB_MODES)
     p.add_argument('--keep_fp32', default=DEFAULT_KEEP,
-                   help="comma list of layers left in fp32: 'first' (the conv on the input), 'early' (backbone "
-                        "convs at stride <= 8), 'heads' (face_rpn_*), 'depthwise' (grouped convs), or regexes over "
-                        "conv names; '' quantizes every conv")
+                   help="comma list of layers left in fp32: 'backbone' (every conv before the neck), 'first' "
+                        "(the conv on the input), 'early' (backbone convs at stride <= 8), 'heads' (face_rpn_*), "
+                        "'depthwise' (grouped convs), or regexes over conv names; '' quantizes every conv")
     p.add_argument('--seed', type=int, default=0, help='seed of the calibration sample')
     p.add_argument('--output', required=True, help='INT8 checkpoint prefix (written as epoch 0)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output checkpoint')
