@@ -1,6 +1,6 @@
 """Detection speed on the CPU, side by side in one run: our detect() (fp32 and INT8) against onnxruntime.
 
-    python bench/bench_detect.py [--prefix ../shared/models/mnet.25] [--runs 30] [--rounds 3] [--threads 1,2]
+    python bench/bench_detect.py [--prefix ../shared/models/mnet.25] [--runs 30] [--rounds 5] [--threads 1,2]
 
 Same image (t1 at VGA 640x480 and at full size 1280x886), same threshold (0.5), same thread count per cell:
 - ours: ``RetinaFace.detect(img)`` from the BGR image (tensor conversion, forward, decode, NMS), fp32 and the
@@ -8,8 +8,8 @@ Same image (t1 at VGA 640x480 and at full size 1280x886), same threshold (0.5), 
 - onnxruntime: the same checkpoint exported by ``rcnn.tools.export_onnx``, end to end from the input tensor
   (forward + plain numpy decode + NMS, bench/ort_runner.py) in .venv-ort (``make bench-venv``).
 Each cell is a fresh process per engine, engines alternating, --rounds times; the table gives the best of
-the per-round medians (the machine is shared: the least disturbed round of each engine). Also: fp32 detect() / raw forward at VGA (goal <= 1.10), and detect_batch on 8 VGA
-images against 8 detect() calls.
+the per-round medians (the machine is shared: the least disturbed round of each engine). Also: fp32
+detect() / raw forward at VGA (goal <= 1.10), and detect_batch on 8 VGA images against 8 detect() calls.
 """
 import argparse
 import json
