@@ -47,11 +47,12 @@ def timed(fn, runs):
 def measure(prefixes, image, runs, threshold):
     """Child process: per model and input, forward ms, detect ms and faces; detect_batch rates at VGA."""
     from retinaface import RetinaFace
+    inputs = images(image)
     result = {}
     for name, prefix in prefixes.items():
         det = RetinaFace(prefix, 0, ctx_id=-1)
         rows = {}
-        for label, img in images(image).items():
+        for label, img in inputs.items():
             tensor = det._to_tensor([img])
             for _ in range(3):  # warm-up: bind, allocate, first oneDNN primitives
                 det.detect(img, threshold)
@@ -61,7 +62,7 @@ def measure(prefixes, image, runs, threshold):
                 full.append(timed(lambda: det.detect(img, threshold), 1))
             rows[label] = {'forward_ms': statistics.median(fwd), 'detect_ms': statistics.median(full),
                            'faces': det.detect(img, threshold)[0].tolist()}
-        vga = [images(image)['VGA 640x480']] * 8
+        vga = [inputs['VGA 640x480']] * 8
         det.detect_batch(vga, threshold)
         n = max(3, runs // 6)
         rows['batch8'] = {'single_ips': 8e3 / timed(lambda: [det.detect(im, threshold) for im in vga], n),

@@ -36,14 +36,15 @@ DEFAULT_KEEP = 'backbone,heads'
 CALIB_MODES = ('naive', 'entropy')
 
 
+def inner_convs(node):
+    """Names of the convs inside a fused ``_sg_mkldnn_conv`` node (graph JSON)."""
+    return [n['name'] for n in node.get('subgraphs', [{}])[0].get('nodes', []) if n['op'] == 'Convolution']
+
+
 def fused_layers(fsym):
     """{fused node name: [names of the convs inside it]} of a graph fused by get_backend_symbol."""
-    out = {}
-    for node in json.loads(fsym.tojson())['nodes']:
-        if node['op'] == '_sg_mkldnn_conv':
-            inner = node.get('subgraphs', [{}])[0].get('nodes', [])
-            out[node['name']] = [n['name'] for n in inner if n['op'] == 'Convolution']
-    return out
+    return {node['name']: inner_convs(node) for node in json.loads(fsym.tojson())['nodes']
+            if node['op'] == '_sg_mkldnn_conv'}
 
 
 def named_after_convs(fsym):
@@ -51,7 +52,7 @@ def named_after_convs(fsym):
     graph = json.loads(fsym.tojson())
     for node in graph['nodes']:
         if node['op'] == '_sg_mkldnn_conv':
-            convs = [n['name'] for n in node.get('subgraphs', [{}])[0].get('nodes', []) if n['op'] == 'Convolution']
+            convs = inner_convs(node)
             if len(convs) == 1:
                 node['name'] = convs[0]
     return mx.sym.load_json(json.dumps(graph))
@@ -91,8 +92,9 @@ def first_convs(sym):
             if n['op'] == 'Convolution' and any(nodes[i[0]]['name'] == 'data' for i in n['inputs'])]
 
 
-def excluded_fused(sym, fsym, keep):
-    """Fused node names to leave in fp32, from `keep` (a list of 'first', 'heads' or regexes over conv names)."""
+def excluded_fused(sym, layers, keep):
+    """Fused node names (of `layers`, ``fused_layers``' map) to leave in fp32, from `keep`: a list of 'backbone',
+    'first', 'early', 'heads', 'depthwise' or regexes over the original conv names."""
     patterns = []
     for item in keep:
         if item == 'first':
@@ -112,7 +114,7 @@ def excluded_fused(sym, fsym, keep):
                 raise ValueError('--keep_fp32: %r is not a regular expression (%s)' % (item, err)) from None
             patterns.append(item)
     excluded = []
-    for fused, convs in fused_layers(fsym).items():
+    for fused, convs in layers.items():
         if any(re.search(p, c) for p in patterns for c in convs):
             excluded.append(fused)
     return excluded
@@ -146,7 +148,8 @@ def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=tuple(DEFAUL
                               % prefix)
     detector = RetinaFace(prefix, epoch, ctx_id=-1, network=network)  # validates the checkpoint and its heads
     fsym = sym.get_backend_symbol('MKLDNN_QUANTIZE')
-    excluded = excluded_fused(sym, fsym, keep)
+    layers = fused_layers(fsym)
+    excluded = excluded_fused(sym, layers, keep)
     qsym, qargs, qauxs, collector = q.quantize_graph(
         sym=fsym, arg_params=args, aux_params=auxs, ctx=mx.cpu(), excluded_sym_names=excluded,
         calib_mode=calib_mode, quantized_dtype='auto', quantize_mode='full', quantize_granularity='tensor-wise')
@@ -171,8 +174,8 @@ def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=tuple(DEFAUL
                                        calib_mode=calib_mode, quantized_dtype='auto', logger=None)
     qsym = named_after_convs(qsym.get_backend_symbol('MKLDNN_QUANTIZE'))
     info = {'source': {'prefix': prefix, 'epoch': epoch}, 'calib_mode': calib_mode, 'keep_fp32': list(keep),
-            'fused_layers_kept_fp32': {n: fused_layers(fsym)[n] for n in excluded},
-            'quantized_layers': len(fused_layers(fsym)) - len(excluded),
+            'fused_layers_kept_fp32': {n: layers[n] for n in excluded},
+            'quantized_layers': len(layers) - len(excluded),
             'calib_images': calib_paths, 'calib_scale': {'target_size': target_size, 'max_size': max_size},
             'mxnet': mx.__version__}
     return qsym, qargs, qauxs, info
