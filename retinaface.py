@@ -10,6 +10,7 @@ Command line: ``python retinaface.py --prefix model/mnet.25 --epoch 0 --image ph
 """
 import argparse
 import collections
+import ctypes
 import json
 import logging
 import os
@@ -80,6 +81,23 @@ def as_bgr(img):
     if img.min() < 0 or img.max() > 255:
         raise ValueError('image values must lie in 0..255, got %g..%g' % (img.min(), img.max()))
     return img.astype(np.float32)
+
+
+def host_view(array, write=False):
+    """A numpy view of a float32 CPU NDArray's memory: its value without a copy, or (``write``) the place
+    to write its next value.
+
+    It first waits for the engine: for what computes the array (reading), or for every pending read and
+    write of it (writing), so the view cannot race with a computation. The view is valid until the array is
+    next used by the engine (the next forward).
+    """
+    if array.context.device_type != 'cpu' or array.dtype != np.float32:
+        raise TypeError('host_view needs a float32 CPU array, got %s on %s' % (array.dtype, array.context))
+    wait = mx.base._LIB.MXNDArrayWaitToWrite if write else mx.base._LIB.MXNDArrayWaitToRead
+    mx.base.check_call(wait(array.handle))
+    ptr = ctypes.c_void_p()
+    mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(ptr)))
+    return np.ctypeslib.as_array((ctypes.c_float * array.size).from_address(ptr.value)).reshape(array.shape)
 
 
 def check_detect_args(threshold, scales):
@@ -201,8 +219,10 @@ class RetinaFace:
             return entry
         args = {k: v for k, v in self._args.items() if k in self.sym.list_arguments()}
         args['data'] = mx.nd.zeros(shape, ctx=self.ctx)
+        # on the CPU the input is converted straight into the bound array (no copy); on a GPU through a
+        # reused host buffer (no page faults per call)
         entry = (self.sym.bind(self.ctx, args, grad_req='null', aux_states=self._auxs),
-                 np.empty(shape, dtype=np.float32))  # reused buffer: no page faults per call
+                 None if self.ctx.device_type == 'cpu' else np.empty(shape, dtype=np.float32))
         self._executors[shape] = entry
         if len(self._executors) > MAX_BOUND_SHAPES:
             self._executors.popitem(last=False)
@@ -230,8 +250,13 @@ class RetinaFace:
         return [o.asnumpy() for o in exe.outputs]
 
     def _forward_images(self, imgs):
-        """Raw outputs for same-size (H, W, 3) images, converted straight into the bound buffer."""
+        """Raw outputs for same-size (H, W, 3) images, converted straight into the bound input. On the CPU
+        the outputs are views of the executor's arrays: decode them before the next forward."""
         exe, buf = self._executor((len(imgs), 3) + imgs[0].shape[:2])
+        if buf is None:
+            self._to_tensor(imgs, out=host_view(exe.arg_dict['data'], write=True))
+            exe.forward(is_train=False)
+            return [host_view(o) for o in exe.outputs]
         exe.arg_dict['data'][:] = self._to_tensor(imgs, out=buf)
         exe.forward(is_train=False)
         return [o.asnumpy() for o in exe.outputs]

@@ -30,21 +30,23 @@ def decode_level(cls_prob, bbox_deltas, anchors, threshold, size, landmark_delta
              mask scores (K,) or None)
     """
     A = cls_prob.shape[0] // 2
+    cells = cls_prob.shape[1] * cls_prob.shape[2]
     prob = cls_prob[A:].transpose(1, 2, 0).reshape(-1)  # (A, H, W) -> (H*W*A,) in anchor order (i, j, a)
     if score_mult != 1.0:
         prob = prob * score_mult
-    keep = np.where(prob >= threshold)[0]
+    keep = np.flatnonzero(prob >= threshold)
     if keep.size == 0:
         return None
+    cell, a = np.divmod(keep, A)  # anchor index = (i*W + j)*A + a: only the kept anchors' deltas are read
+    deltas = bbox_deltas.reshape(A, 4, cells)[a, :, cell]  # channel a*4 + k -> (K, 4)
     anchors = anchors[keep]
-    deltas = bbox_deltas.transpose(1, 2, 0).reshape(-1, 4)[keep]  # (4A, H, W) -> (H*W*A, 4)
     boxes = clip_boxes(nonlinear_pred(anchors, deltas), size)
     points = masks = None
     if landmark_deltas is not None:
-        deltas = landmark_deltas.transpose(1, 2, 0).reshape(-1, 5, 2)[keep]
+        deltas = landmark_deltas.reshape(A, 10, cells)[a, :, cell].reshape(-1, 5, 2)  # channel a*10 + k
         points = landmark_pred(anchors, deltas * landmark_std if landmark_std != 1.0 else deltas)
     if type_prob is not None:
-        masks = type_prob[2 * A:3 * A].transpose(1, 2, 0).reshape(-1)[keep]
+        masks = type_prob.reshape(-1, cells)[2 * A + a, cell]
     return boxes, prob[keep], points, masks
 
 
