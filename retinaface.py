@@ -83,18 +83,16 @@ def as_bgr(img):
     return img.astype(np.float32)
 
 
-def host_view(array, write=False):
-    """A numpy view of a float32 CPU NDArray's memory: its value without a copy, or (``write``) the place
-    to write its next value.
+def writable_host_view(array):
+    """A numpy view of a float32 CPU NDArray's memory, to write its next value in place (no copy).
 
-    It first waits for the engine: for what computes the array (reading), or for every pending read and
-    write of it (writing), so the view cannot race with a computation. The view is valid until the array is
-    next used by the engine (the next forward).
+    It first waits until the engine has no pending read or write of the array (the previous forward is
+    done), so filling the view cannot race with a computation; the view is valid until the array is next
+    used by the engine.
     """
     if array.context.device_type != 'cpu' or array.dtype != np.float32:
-        raise TypeError('host_view needs a float32 CPU array, got %s on %s' % (array.dtype, array.context))
-    wait = mx.base._LIB.MXNDArrayWaitToWrite if write else mx.base._LIB.MXNDArrayWaitToRead
-    mx.base.check_call(wait(array.handle))
+        raise TypeError('writable_host_view needs a float32 CPU array, got %s on %s' % (array.dtype, array.context))
+    mx.base.check_call(mx.base._LIB.MXNDArrayWaitToWrite(array.handle))
     ptr = ctypes.c_void_p()
     mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(ptr)))
     return np.ctypeslib.as_array((ctypes.c_float * array.size).from_address(ptr.value)).reshape(array.shape)
@@ -250,14 +248,12 @@ class RetinaFace:
         return [o.asnumpy() for o in exe.outputs]
 
     def _forward_images(self, imgs):
-        """Raw outputs for same-size (H, W, 3) images, converted straight into the bound input. On the CPU
-        the outputs are views of the executor's arrays: decode them before the next forward."""
+        """Raw outputs for same-size (H, W, 3) images, converted straight into the bound input."""
         exe, buf = self._executor((len(imgs), 3) + imgs[0].shape[:2])
         if buf is None:
-            self._to_tensor(imgs, out=host_view(exe.arg_dict['data'], write=True))
-            exe.forward(is_train=False)
-            return [host_view(o) for o in exe.outputs]
-        exe.arg_dict['data'][:] = self._to_tensor(imgs, out=buf)
+            self._to_tensor(imgs, out=writable_host_view(exe.arg_dict['data']))
+        else:
+            exe.arg_dict['data'][:] = self._to_tensor(imgs, out=buf)
         exe.forward(is_train=False)
         return [o.asnumpy() for o in exe.outputs]
 
