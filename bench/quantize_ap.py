@@ -19,6 +19,7 @@ VARIANTS = {  # name -> --keep_fp32 (None: the tool's default, backbone,heads)
     'default': None,
     'first_early_heads': 'first,early,heads',
     'first_heads': 'first,heads',
+    'backbone': 'backbone',
     'all_int8': '',
 }
 TIMING = r"""

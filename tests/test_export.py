@@ -177,3 +177,23 @@ def test_quantized_model_loads_detects_and_keeps_its_heads(mnet25_prefix, tmp_pa
     again = subprocess.run([sys.executable, '-m', 'rcnn.tools.quantize', '--prefix', mnet25_prefix, '--calib', calib,
                             '--num_calib', '4', '--output', out], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode != 0 and 'pass --overwrite' in again.stderr
+
+
+def test_fully_quantized_model_keeps_its_head_names(mnet25_prefix, tmp_path):
+    """--keep_fp32 '' quantizes the heads too: their fp32 outputs come from dequantize nodes, which carry the
+    head names (the INT8 convs become <name>_int8), so the detector still finds every head."""
+    calib = os.path.dirname(shared_path('widerface', 'retinaface', 'train', 'label.txt'))
+    from retinaface import RetinaFace
+    out = str(tmp_path / 'all-int8')
+    run = subprocess.run([sys.executable, '-m', 'rcnn.tools.quantize', '--prefix', mnet25_prefix, '--calib', calib,
+                          '--num_calib', '2', '--keep_fp32', '', '--output', out], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    nodes = json.loads(open(out + '-symbol.json').read())['nodes']
+    by_name = {n['name']: n['op'] for n in nodes}
+    assert by_name['face_rpn_bbox_pred_stride8'] == '_contrib_dequantize'
+    assert by_name['face_rpn_bbox_pred_stride8_int8'] == '_sg_mkldnn_conv'
+    det = RetinaFace(out, 0, ctx_id=-1)
+    assert det.sym.list_outputs() == RetinaFace(mnet25_prefix, 0, ctx_id=-1).sym.list_outputs()
+    faces, points = det.detect(cv2.imread(shared_path('images', 't1.jpg')), 0.5)
+    assert len(faces) > 0 and points.shape == (len(faces), 5, 2)

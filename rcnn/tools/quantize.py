@@ -48,13 +48,25 @@ def fused_layers(fsym):
 
 
 def named_after_convs(fsym):
-    """The fused graph with each fused node renamed after its conv, so the heads keep their output names."""
+    """The fused graph with each fused node renamed after its conv, so the heads keep their output names.
+
+    A quantized conv whose output leaves the INT8 part goes through a ``_contrib_dequantize`` node: that node
+    takes the conv's name (it is the fp32 output a head is read from) and the conv becomes ``<name>_int8``.
+    """
     graph = json.loads(fsym.tojson())
-    for node in graph['nodes']:
+    nodes = graph['nodes']
+    renamed = set()
+    for node in nodes:
         if node['op'] == '_sg_mkldnn_conv':
             convs = inner_convs(node)
             if len(convs) == 1:
                 node['name'] = convs[0]
+                renamed.add(convs[0])
+    for node in nodes:
+        if node['op'] == '_contrib_dequantize':
+            source = nodes[node['inputs'][0][0]]
+            if source['name'] in renamed and source['name'] + '_int8' not in renamed:
+                node['name'], source['name'] = source['name'], source['name'] + '_int8'
     return mx.sym.load_json(json.dumps(graph))
 
 
