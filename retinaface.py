@@ -29,7 +29,7 @@ from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpo
 from rcnn.core.device import check_gpus  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
-from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout  # noqa: E402
+from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout, two_class_softmax  # noqa: E402
 from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
 from rcnn.processing.pose import large_pose  # noqa: E402
 
@@ -96,6 +96,46 @@ def writable_host_view(array):
     ptr = ctypes.c_void_p()
     mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(ptr)))
     return np.ctypeslib.as_array((ctypes.c_float * array.size).from_address(ptr.value)).reshape(array.shape)
+
+
+def cls_softmax_on_host(sym):
+    """(graph, output indices): the graph with each classification head's softmax cut off where it is the
+    test graphs' ``Reshape(0, 2, -1, 0) -> SoftmaxActivation(mode='channel') -> Reshape`` chain, so that
+    output gives the (B, 2A, H, W) scores ``two_class_softmax`` turns into the same probabilities. Outputs
+    keep their order; other outputs and chains of another shape are left as they are.
+
+    Why: on the CPU, MXNet's channel softmax costs about 0.4 ms of a 12 ms VGA forward, numpy's 0.05 ms.
+    """
+    graph = json.loads(sym.tojson())
+    nodes = graph['nodes']
+    internals = sym.get_internals()
+    available = set(internals.list_outputs())
+
+    def op(node_id, name, **attrs):
+        node = nodes[node_id]
+        have = node.get('attrs', {})
+        if node['op'] != name or any(have.get(k, '').replace(' ', '') != v for k, v in attrs.items()):
+            return None
+        return node['inputs'][0]
+
+    outputs, moved = [], []
+    for i, (node_id, _, _) in enumerate(graph['heads']):
+        source = None
+        soft = op(node_id, 'Reshape')
+        inner = soft and op(soft[0], 'SoftmaxActivation', mode='channel')
+        src = inner and op(inner[0], 'Reshape', shape='(0,2,-1,0)')
+        if src is not None:
+            name = nodes[src[0]]['name']
+            for candidate in (name + '_output', '%s_output%d' % (name, src[1])):
+                if candidate in available:
+                    source = internals[candidate]
+                    break
+        if source is None:
+            outputs.append(sym[i])
+        else:
+            outputs.append(source)
+            moved.append(i)
+    return (mx.sym.Group(outputs) if moved else sym), moved
 
 
 def check_detect_args(threshold, scales):
@@ -190,6 +230,8 @@ class RetinaFace:
         if bad:
             raise CheckpointError('params file %s holds NaN/inf in %d tensors (%s): the training that wrote it '
                                   'diverged; use an earlier epoch' % (self.params_path, len(bad), ', '.join(bad[:4])))
+        # on the CPU the face probabilities are computed from the scores in numpy (cls_softmax_on_host)
+        self._bind_sym, self._host_softmax = cls_softmax_on_host(self.sym) if self.ctx_id < 0 else (self.sym, [])
         self._args = {k: v.as_in_context(self.ctx) for k, v in args.items()}
         self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
         self._executors = collections.OrderedDict()
@@ -215,11 +257,11 @@ class RetinaFace:
         if entry is not None:
             self._executors.move_to_end(shape)
             return entry
-        args = {k: v for k, v in self._args.items() if k in self.sym.list_arguments()}
+        args = {k: v for k, v in self._args.items() if k in self._bind_sym.list_arguments()}
         args['data'] = mx.nd.zeros(shape, ctx=self.ctx)
         # on the CPU the input is converted straight into the bound array (no copy); on a GPU through a
         # reused host buffer (no page faults per call)
-        entry = (self.sym.bind(self.ctx, args, grad_req='null', aux_states=self._auxs),
+        entry = (self._bind_sym.bind(self.ctx, args, grad_req='null', aux_states=self._auxs),
                  None if self.ctx.device_type == 'cpu' else np.empty(shape, dtype=np.float32))
         self._executors[shape] = entry
         if len(self._executors) > MAX_BOUND_SHAPES:
@@ -245,7 +287,7 @@ class RetinaFace:
         exe, _ = self._executor(tuple(tensor.shape))
         exe.arg_dict['data'][:] = tensor
         exe.forward(is_train=False)
-        return [o.asnumpy() for o in exe.outputs]
+        return self._outputs(exe)
 
     def _forward_images(self, imgs):
         """Raw outputs for same-size (H, W, 3) images, converted straight into the bound input."""
@@ -255,7 +297,14 @@ class RetinaFace:
         else:
             exe.arg_dict['data'][:] = self._to_tensor(imgs, out=buf)
         exe.forward(is_train=False)
-        return [o.asnumpy() for o in exe.outputs]
+        return self._outputs(exe)
+
+    def _outputs(self, exe):
+        """The graph's outputs as numpy arrays (classification scores turned into probabilities here)."""
+        outputs = [o.asnumpy() for o in exe.outputs]
+        for i in self._host_softmax:
+            outputs[i] = two_class_softmax(outputs[i])
+        return outputs
 
     def _prepare(self, img, scale, flip):
         """Resized (, mirrored, padded) network input and its size before padding."""

@@ -234,3 +234,33 @@ def test_detect_center_picks_the_large_central_face(detector):
     np.testing.assert_array_equal(face, faces[np.argmax(area - 2 * off)])
     assert landmarks.shape == (5, 2)
     assert detector.detect_center(np.zeros((100, 100, 3), np.uint8), 0.9) == (None, None)
+
+
+def test_two_class_softmax_by_hand():
+    from rcnn.processing.decode import two_class_softmax
+    scores = np.array([0.0, 1.0, -200.0, 3.0, 0.0, 200.0], dtype=np.float32).reshape(1, 6, 1, 1)  # A = 3
+    prob = two_class_softmax(scores)  # pairs (bg, face): (0, 3), (1, 0), (-200, 200)
+    face = [1 / (1 + np.exp(-3.0)), 1 / (1 + np.exp(1.0)), 1.0]
+    np.testing.assert_allclose(prob[0, 3:, 0, 0], face, rtol=1e-6)
+    np.testing.assert_allclose(prob[0, :3, 0, 0], 1 - np.array(face), atol=1e-7)
+    assert prob.dtype == np.float32 and np.isfinite(prob).all()
+
+
+@pytest.mark.parametrize('model, network', [('mnet.25', 'net3'), ('mnet_cov2', 'net3l')])
+def test_host_softmax_equals_the_graphs(model, network):
+    """On the CPU the detector binds the graph without its classification softmax and computes the
+    probabilities in numpy: every output equals the full graph's on a real photo."""
+    import mxnet as mx
+    prefix = shared_path('models', model + '-0000.params')[:-len('-0000.params')]
+    det = RetinaFace(prefix, 0, ctx_id=-1, network=network)
+    cls = [i for i, n in enumerate(det.sym.list_outputs()) if 'cls_prob' in n]
+    assert det._host_softmax == cls and len(cls) == 3
+    tensor = det._to_tensor([cv2.resize(cv2.imread(shared_path('images', 't1.jpg')), (640, 480))])
+    args = dict(det._args, data=mx.nd.array(tensor))
+    exe = det.sym.bind(mx.cpu(), {k: v for k, v in args.items() if k in det.sym.list_arguments()},
+                       grad_req='null', aux_states=det._auxs)
+    graph = [o.asnumpy() for o in exe.forward(is_train=False)]
+    ours = det.forward(tensor)
+    for i, (a, b) in enumerate(zip(ours, graph)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 if i in cls else 0)

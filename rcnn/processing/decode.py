@@ -9,7 +9,7 @@ import numpy as np
 
 from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred
 
-__all__ = ['decode_level', 'head_layout', 'HeadLayoutError', 'HEAD_KINDS']
+__all__ = ['decode_level', 'two_class_softmax', 'head_layout', 'HeadLayoutError', 'HEAD_KINDS']
 
 
 def decode_level(cls_prob, bbox_deltas, anchors, threshold, size, landmark_deltas=None, score_mult=1.0,
@@ -48,6 +48,16 @@ def decode_level(cls_prob, bbox_deltas, anchors, threshold, size, landmark_delta
     if type_prob is not None:
         masks = type_prob.reshape(-1, cells)[2 * A + a, cell]
     return boxes, prob[keep], points, masks
+
+
+def two_class_softmax(scores):
+    """What a test graph's ``Reshape(0, 2, -1, 0) -> SoftmaxActivation(mode='channel') -> Reshape(0, 2A, -1, 0)``
+    makes of a classification conv's output: (B, 2A, H, W) scores, background channels 0..A-1 and face
+    channels A..2A-1, to probabilities of the same layout (float32; face = 1 / (1 + exp(bg - face)))."""
+    A = scores.shape[1] // 2
+    with np.errstate(over='ignore'):
+        face = 1.0 / (1.0 + np.exp(scores[:, :A] - scores[:, A:]))
+    return np.concatenate((1.0 - face, face), axis=1).astype(np.float32, copy=False)
 
 
 # Output names of RetinaFace test graphs: face_rpn_<kind>_stride<s> (MXNet appends '_output').
