@@ -8,7 +8,9 @@ Same image (t1 at VGA 640x480 and at full size 1280x886), same threshold (0.5), 
 - onnxruntime: the same checkpoint exported by ``rcnn.tools.export_onnx``, end to end from the input tensor
   (forward + plain numpy decode + NMS, bench/ort_runner.py) in .venv-ort (``make bench-venv``).
 Each cell is a fresh process per engine, engines alternating, --rounds times; the table gives the best of
-the per-round medians (the machine is shared: the least disturbed round of each engine). Also: fp32
+the per-round medians (the machine is shared: the least disturbed round of each engine), and, paired by
+round (ours, then onnxruntime right after), the median of the per-round ratios and in how many rounds ours
+was ahead. Also: fp32
 detect() / raw forward at VGA (goal <= 1.10), and detect_batch on 8 VGA images against 8 detect() calls.
 """
 import argparse
@@ -154,7 +156,8 @@ def main():
     print('\nmnet.25, threshold %.2f, best of %d rounds of the median of %d calls (ms; lower is better)'
           % (args.threshold, args.rounds, args.runs))
     head = ['threads', 'input', 'onnxruntime e2e']
-    head += ['ours %s detect' % m for m in models] + ['best / onnxruntime', 'faces (ort/%s)' % '/'.join(models)]
+    head += ['ours %s detect' % m for m in models] + ['best / onnxruntime', 'per-round ratio (median)',
+                                                      'rounds ahead', 'faces (ort/%s)' % '/'.join(models)]
     print('| ' + ' | '.join(head) + ' |\n|' + '---|' * len(head))
     med = min  # best round
     for n, ours, ort in table:
@@ -166,8 +169,13 @@ def main():
             faces = [str(len(ort[0]['inputs'][label]['faces'])) if ort else '-']
             faces += [str(len(ours[0][m][label]['faces'])) for m in models]
             best = min(ms.values())
+            # paired: each round's fastest model against the onnxruntime process run right after it
+            paired = [min(o[m][label]['detect_ms'] for m in models) / r['inputs'][label]['e2e_ms']
+                      for o, r in zip(ours, ort)]
             cells = [str(n), label, '%.2f' % ort_ms if ort_ms else '-'] + ['%.2f' % ms[m] for m in models]
-            cells += ['%.2f' % (best / ort_ms) if ort_ms else '-', '/'.join(faces)]
+            cells += ['%.2f' % (best / ort_ms) if ort_ms else '-',
+                      '%.2f' % statistics.median(paired) if paired else '-',
+                      '%d of %d' % (sum(p < 1 for p in paired), len(paired)) if paired else '-', '/'.join(faces)]
             print('| ' + ' | '.join(cells) + ' |')
     print('\nfp32 detect() / raw forward (goal <= 1.10) and detect_batch of 8 VGA images (images/s):')
     print('| threads | model | input | forward ms | detect ms | ratio | 8 x detect() img/s | detect_batch img/s |')
@@ -177,8 +185,8 @@ def main():
             label = 'VGA 640x480'
             fwd = med(r[m][label]['forward_ms'] for r in ours)
             det = med(r[m][label]['detect_ms'] for r in ours)
-            single = med(r[m]['batch8']['single_ips'] for r in ours)
-            batch = med(r[m]['batch8']['batch_ips'] for r in ours)
+            single = max(r[m]['batch8']['single_ips'] for r in ours)  # images/s: the best round is the highest
+            batch = max(r[m]['batch8']['batch_ips'] for r in ours)
             print('| %d | %s | %s | %.2f | %.2f | %.3f | %.1f | %.1f |' % (n, m, label, fwd, det, det / fwd, single,
                                                                         batch))
     for note in notes:
