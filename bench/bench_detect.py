@@ -1,6 +1,6 @@
 """Detection speed on the CPU, side by side in one run: our detect() (fp32 and INT8) against onnxruntime.
 
-    python bench/bench_detect.py [--prefix ../shared/models/mnet.25] [--runs 30] [--rounds 5] [--threads 1,2]
+    python bench/bench_detect.py [--prefix ../shared/models/mnet.25] [--runs 30] [--rounds 7] [--threads 1,2]
 
 Same image (t1 at VGA 640x480 and at full size 1280x886), same threshold (0.5), same thread count per cell:
 - ours: ``RetinaFace.detect(img)`` from the BGR image (tensor conversion, forward, decode, NMS), fp32 and the
@@ -133,7 +133,7 @@ def main():
     parser.add_argument('--int8', default=None, help='INT8 checkpoint prefix (default: made under out/bench/)')
     parser.add_argument('--image', default=DEFAULT_IMAGE)
     parser.add_argument('--runs', type=int, default=30, help='timed calls per cell and process')
-    parser.add_argument('--rounds', type=int, default=5, help='processes per engine and cell (alternating)')
+    parser.add_argument('--rounds', type=int, default=7, help='processes per engine and cell (alternating)')
     parser.add_argument('--threshold', type=float, default=0.5)
     parser.add_argument('--threads', default='1,2')
     parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
