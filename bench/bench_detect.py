@@ -10,8 +10,8 @@ Same image (t1 at VGA 640x480 and at full size 1280x886), same threshold (0.5), 
 Each cell is a fresh process per engine, engines alternating, --rounds times; the table gives the best of
 the per-round medians (the machine is shared: the least disturbed round of each engine), and, paired by
 round (ours, then onnxruntime right after), the median of the per-round ratios and in how many rounds ours
-was ahead. Also: fp32
-detect() / raw forward at VGA (goal <= 1.10), and detect_batch on 8 VGA images against 8 detect() calls.
+was ahead. Also: fp32 detect() / raw forward at VGA (goal <= 1.10), and detect_batch on 8 VGA images against
+8 detect() calls.
 """
 import argparse
 import json
