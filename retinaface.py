@@ -231,7 +231,8 @@ class RetinaFace:
             raise CheckpointError('params file %s holds NaN/inf in %d tensors (%s): the training that wrote it '
                                   'diverged; use an earlier epoch' % (self.params_path, len(bad), ', '.join(bad[:4])))
         # on the CPU the face probabilities are computed from the scores in numpy (cls_softmax_on_host)
-        self._bind_sym, self._host_softmax = cls_softmax_on_host(self.sym) if self.ctx_id < 0 else (self.sym, [])
+        self._bind_sym, self._host_softmax = (cls_softmax_on_host(self.sym) if self.ctx.device_type == 'cpu'
+                                              else (self.sym, []))
         self._args = {k: v.as_in_context(self.ctx) for k, v in args.items()}
         self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
         self._executors = collections.OrderedDict()

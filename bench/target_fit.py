@@ -62,11 +62,12 @@ def residuals(det, cfg, crops, shift):
             A = assigner.num_anchors[s]
             label = targets['face_label_stride%d' % s].reshape(A, -1)             # (A, H*W)
             target = targets['face_bbox_target_stride%d' % s].reshape(A, 4, -1)    # (A, 4, H*W)
-            pred = outputs[det._heads[s]['bbox']][0].reshape(A, 4, -1)
+            bbox = outputs[det._heads[s]['bbox']][0]                                # (4A, H, W)
             a, cell = np.nonzero(label == 1)
             if a.size == 0:
                 continue
-            anchors = det._anchors.get(s, *outputs[det._heads[s]['bbox']].shape[2:])[cell * A + a]
+            pred = bbox.reshape(A, 4, -1)
+            anchors = det._anchors.get(s, *bbox.shape[1:])[cell * A + a]
             want = nonlinear_pred(anchors, target[a, :, cell])
             got = nonlinear_pred(anchors, pred[a, :, cell])
             diffs.append(got - want)

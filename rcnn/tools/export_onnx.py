@@ -21,6 +21,7 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from rcnn.tools import fused_or_int8_op  # noqa: E402
 
 OPSET = 13
 INPUT_DIMS = ('batch', None, 'height', 'width')  # names of the dynamic axes of `data` (channels fixed at 3)
@@ -41,6 +42,9 @@ def fixed_gammas(sym):
 def onnx_ready_symbol(sym, where):
     """The graph with every SoftmaxActivation(mode=channel) written as softmax(axis=1)."""
     graph = json.loads(sym.tojson())
+    fused = fused_or_int8_op(graph['nodes'])
+    if fused:
+        raise ExportError('%s is a fused or INT8 graph (%s); export the fp32 checkpoint' % (where, fused))
     for node in graph['nodes']:
         if node['op'] == 'SoftmaxActivation':
             mode = node.get('attrs', {}).get('mode', 'instance')
@@ -48,8 +52,6 @@ def onnx_ready_symbol(sym, where):
                 raise ExportError('%s: node %s is SoftmaxActivation(mode=%s); only mode=channel has an ONNX '
                                   'equivalent here' % (where, node['name'], mode))
             node['op'], node['attrs'] = 'softmax', {'axis': '1'}
-        elif node['op'].startswith('_sg_mkldnn') or node['op'].startswith('_contrib_quantize'):
-            raise ExportError('%s is a fused or INT8 graph (%s); export the fp32 checkpoint' % (where, node['op']))
     return mx.sym.load_json(json.dumps(graph))
 
 

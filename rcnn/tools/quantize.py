@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint  # noqa: E402
+from rcnn.tools import fused_or_int8_op  # noqa: E402
 
 logger = logging.getLogger('quantize')
 HEADS = r'^face_rpn_'
@@ -154,8 +155,7 @@ def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=tuple(DEFAUL
     if calib_mode not in CALIB_MODES:
         raise ValueError('calib_mode must be one of %s, got %r' % (CALIB_MODES, calib_mode))
     sym, args, auxs = load_checkpoint(prefix, epoch)
-    if any(n['op'].startswith('_contrib_quantize') or n['op'].startswith('_sg_mkldnn')
-           for n in json.loads(sym.tojson())['nodes']):
+    if fused_or_int8_op(json.loads(sym.tojson())['nodes']):
         raise CheckpointError('%s-symbol.json is already a fused or quantized graph; quantize the fp32 checkpoint'
                               % prefix)
     detector = RetinaFace(prefix, epoch, ctx_id=-1, network=network)  # validates the checkpoint and its heads
