@@ -5,8 +5,10 @@
     # faces: float32 (N, 5) x1, y1, x2, y2, score; landmarks: float32 (N, 5, 2)
     cov = RetinaFace('model/mnet_cov2', 0, ctx_id=-1, network='net3l')   # Anti-Cov: faces (N, 6), + mask score
 
-Command line: ``python retinaface.py --prefix model/mnet.25 --epoch 0 --image photo.jpg --output out.jpg``
-(--image may be a folder; detections are printed and saved as JSON next to the drawn images).
+Command line (``rcnn/tools/detect.py``): ``python retinaface.py --prefix model/mnet.25 --epoch 0 --image photo.jpg
+--output out.jpg`` (--image may be a folder; detections are printed and saved as JSON next to the drawn images).
+
+One detector may be shared by several threads: calls run one at a time (a lock around the bound executors).
 """
 import argparse
 import collections
@@ -15,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import threading
 
 os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')  # no log line per bound input shape
 # before mxnet: `rcnn` loads the CUDA wheels' libraries (rcnn/cuda_wheels.py), and CPU inference runs on the
@@ -27,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite  # noqa: E402
 from rcnn.core.device import check_gpus  # noqa: E402
+from rcnn.dataset.retinaface import check_jpeg_complete  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
 from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout, two_class_softmax  # noqa: E402
@@ -39,12 +43,18 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 FACE_COLOUR, MASK_COLOUR = (0, 0, 255), (0, 255, 0)  # BGR: red box; green for a masked face (Anti-Cov)
 LANDMARK_COLOURS = [(0, 255, 0), (0, 0, 255), (0, 0, 255), (0, 255, 0), (0, 0, 255)]  # BGR per point
 MAX_BOUND_SHAPES = 8  # executors kept bound at once (one per input shape)
+# ... and at most this many input pixels (batch x H x W) over all of them: memory grows with the pixels bound
+# (about 140 bytes per pixel for mnet.25), so five scales of a 5334x2767 photo no longer keep ~6 GB alive.
+# The newest executor is always kept; RetinaFace.release() frees them all.
+MAX_BOUND_PIXELS = 16_000_000
 
 
 def read_image(path):
-    """BGR uint8 image from a file; ValueError naming the file when it is missing or not an image."""
+    """BGR uint8 image from a file; ValueError naming the file when it is missing, not an image, or a JPEG cut
+    short (OpenCV would decode the missing rows as grey with no error)."""
     if not os.path.isfile(path):
         raise ValueError('image not found: %s' % path)
+    check_jpeg_complete(path)
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError('not a readable image file: %s' % path)
@@ -236,6 +246,7 @@ class RetinaFace:
         self._args = {k: v.as_in_context(self.ctx) for k, v in args.items()}
         self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
         self._executors = collections.OrderedDict()
+        self._lock = threading.RLock()  # one call at a time: the bound executors and their inputs are shared
 
     def _check_anchor_count(self, prefix, out_shapes):
         """Each head's channels must be (2, 4, 10, 3) x the preset's anchors per cell."""
@@ -265,9 +276,15 @@ class RetinaFace:
         entry = (self._bind_sym.bind(self.ctx, args, grad_req='null', aux_states=self._auxs),
                  None if self.ctx.device_type == 'cpu' else np.empty(shape, dtype=np.float32))
         self._executors[shape] = entry
-        if len(self._executors) > MAX_BOUND_SHAPES:
+        while len(self._executors) > 1 and (len(self._executors) > MAX_BOUND_SHAPES or sum(
+                np.prod(k[:1] + k[2:]) for k in self._executors) > MAX_BOUND_PIXELS):
             self._executors.popitem(last=False)
         return entry
+
+    def release(self):
+        """Free every bound executor (their memory); the next call binds again."""
+        with self._lock:
+            self._executors.clear()
 
     def _to_tensor(self, imgs, out=None):
         """(B, H, W, 3) BGR -> (B, 3, H, W) float32 RGB, normalised by the preset (written into `out`)."""
@@ -285,10 +302,11 @@ class RetinaFace:
 
     def forward(self, tensor):
         """Raw network outputs (list of numpy arrays, graph order) for a (B, 3, H, W) tensor."""
-        exe, _ = self._executor(tuple(tensor.shape))
-        exe.arg_dict['data'][:] = tensor
-        exe.forward(is_train=False)
-        return self._outputs(exe)
+        with self._lock:
+            exe, _ = self._executor(tuple(tensor.shape))
+            exe.arg_dict['data'][:] = tensor
+            exe.forward(is_train=False)
+            return self._outputs(exe)
 
     def _forward_images(self, imgs):
         """Raw outputs for same-size (H, W, 3) images, converted straight into the bound input."""
@@ -433,6 +451,11 @@ class RetinaFace:
         for i, im in enumerate(imgs):
             groups[im.shape].append(i)
         candidates = [[] for _ in imgs]
+        with self._lock:
+            self._run_groups(imgs, groups, candidates, threshold, scales, do_flip)
+        return candidates
+
+    def _run_groups(self, imgs, groups, candidates, threshold, scales, do_flip):
         for idxs in groups.values():
             for scale in scales:
                 for flip in ((False, True) if do_flip else (False,)):
@@ -442,7 +465,6 @@ class RetinaFace:
                         found = self._decode(outputs, b, prepared[b][1], scale, flip, threshold)
                         if found is not None:
                             candidates[i].append(found)
-        return candidates
 
     def get_input(self, img):
         """The normalised network input of an image at scale 1: float32 (1, 3, H, W), RGB, the preset's
@@ -478,91 +500,6 @@ def draw_detections(img, faces, landmarks=None, mask_thresh=0.2):
     return out
 
 
-def detections_to_json(faces, landmarks):
-    out = []
-    for f, lm in zip(faces, landmarks if landmarks is not None else [None] * len(faces)):
-        det = {'box': [round(float(v), 3) for v in f[:4]], 'score': round(float(f[4]), 6)}
-        if len(f) > 5:
-            det['mask'] = round(float(f[5]), 6)  # Anti-Cov models: probability that the face wears a mask
-        det['landmarks'] = None if lm is None else [[round(float(x), 3), round(float(y), 3)] for x, y in lm]
-        out.append(det)
-    return out
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description='Detect faces and draw them.',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--prefix', required=True, help='checkpoint prefix, e.g. model/mnet.25')
-    parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch')
-    parser.add_argument('--image', required=True, help='an image file or a folder of images')
-    parser.add_argument('--output', default='detections', help='output image file (one input) or folder')
-    parser.add_argument('--network', default='net3', help='anchor preset of the model')
-    parser.add_argument('--gpu', type=int, default=-1, help='GPU id; -1 for the CPU')
-    parser.add_argument('--thresh', '--threshold', dest='thresh', type=float, default=0.8, help='score threshold')
-    parser.add_argument('--scale', type=float, default=0.0,
-                        help='resize factor; 0 = the original demo rule (short side 1024, long side <= 1980)')
-    parser.add_argument('--flip', action='store_true', help='also detect on the mirrored image')
-    parser.add_argument('--nms', type=float, default=0.4, help='NMS IoU threshold')
-    parser.add_argument('--mask_thresh', type=float, default=0.2,
-                        help='Anti-Cov models (--network net3l): faces with a mask score at or above this are drawn green')
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
-    if args.scale < 0 or not np.isfinite(args.scale):
-        parser.error('--scale must be > 0 (or 0 for the demo rule), got %g' % args.scale)
-    if not 0.0 <= args.thresh <= 1.0:
-        parser.error('--thresh must lie in [0, 1], got %g' % args.thresh)
-    if os.path.isdir(args.image):
-        inputs = sorted(os.path.join(args.image, f) for f in os.listdir(args.image)
-                        if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not inputs:
-            parser.error('--image %s holds no image files (%s)' % (args.image, ' '.join(IMAGE_EXTENSIONS)))
-        out_dir = args.output
-        if os.path.abspath(out_dir) == os.path.abspath(args.image):
-            parser.error('--output is the input folder %s: the drawings would replace the images' % out_dir)
-        out_paths = [os.path.join(out_dir, os.path.basename(p)) for p in inputs]  # a.jpg and a.png: two drawings
-    elif os.path.isfile(args.image):
-        inputs, out_dir = [args.image], None
-        ext = os.path.splitext(args.output)[1].lower()
-        if ext and ext not in IMAGE_EXTENSIONS:
-            parser.error('--output %s: not an image file name (%s)' % (args.output, ' '.join(IMAGE_EXTENSIONS)))
-        out_paths = [args.output if ext else args.output + '.jpg']
-        if os.path.abspath(out_paths[0]) == os.path.abspath(args.image):
-            parser.error('--output is the input image %s: it would be replaced by the drawing' % args.image)
-    else:
-        parser.error('--image: no such file or folder: %s' % args.image)
-    try:
-        detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nms=args.nms)
-    except (CheckpointError, ValueError) as err:
-        parser.exit(2, 'error: %s\n' % err)
-    results, unreadable = {}, 0
-    for path, out_path in zip(inputs, out_paths):
-        try:
-            img = read_image(path)
-        except ValueError as err:
-            logger.warning('skipping: %s', err)
-            unreadable += 1
-            continue
-        scale = args.scale or single_scale(img.shape)
-        faces, landmarks = detector.detect(img, args.thresh, scales=[scale], do_flip=args.flip)
-        try:
-            if os.path.dirname(out_path):
-                os.makedirs(os.path.dirname(out_path), exist_ok=True)
-            written = cv2.imwrite(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
-        except (OSError, cv2.error) as err:
-            written = False
-            logger.error('error: %s', err)
-        if not written:
-            parser.exit(2, 'error: could not write %s (folder not writable, or not an image file name)\n' % out_path)
-        results[path] = detections_to_json(faces, landmarks)
-        logger.info('%s: %d faces -> %s', path, len(faces), out_path)
-    if not results:
-        parser.exit(2, 'error: none of the %d input images could be read\n' % unreadable)
-    json_path = os.path.splitext(out_paths[0] if out_dir is None else os.path.join(out_dir, 'detections'))[0] + '.json'
-    with open(json_path, 'w') as f:
-        json.dump(results, f, indent=1)
-    logger.info('detections saved to %s', json_path)
-    return 0
-
-
 if __name__ == '__main__':
+    from rcnn.tools.detect import main  # the command line lives in rcnn/tools/detect.py
     sys.exit(main())

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 
 # before mxnet: `rcnn` loads the CUDA wheels' libraries (rcnn/cuda_wheels.py), and CPU inference runs on the
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from rcnn.core.checkpoint import CheckpointError, latest_epoch
 from rcnn.dataset import widerface_eval as wider
 from rcnn.dataset.retinaface import AnnotationError, parse_label_file
+from rcnn.fileio import atomic_open, check_writable_dir, refuse_symlink
 from retinaface import RetinaFace, read_image
 
 logger = logging.getLogger('test')
@@ -55,10 +57,8 @@ def write_submission(path, rel_name, faces):
     lines = ['%s\n' % rel_name, '%d\n' % len(faces)]
     for x1, y1, x2, y2, score in faces[:, :5].astype(np.float64):
         lines.append('%d %d %d %d %g \n' % (int(x1), int(y1), int(x2 - x1), int(y2 - y1), score))
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_open(path, what='result file') as f:
         f.writelines(lines)
-    os.replace(tmp, path)
 
 
 def parse_args(argv=None):
@@ -98,6 +98,17 @@ def parse_args(argv=None):
         args.scale_list = [float(v) for v in args.scales.split(',') if v.strip()]
     except ValueError:
         p.error('--scales must be comma-separated numbers, got %r' % args.scales)
+    bad = [v for v in args.scale_list if not (np.isfinite(v) and v > 0)]
+    if bad:
+        p.error('--scales must be positive resize factors, got %s' % ', '.join('%g' % v for v in bad))
+    if args.gt is not None:  # before the detection pass, not after it
+        missing = [n for n in ('wider_easy_val.mat', 'wider_medium_val.mat', 'wider_hard_val.mat')
+                   if not os.path.isfile(os.path.join(args.gt, n))]
+        if missing:
+            p.error('--gt %s: %s not found (the official evaluation ground truth, eval_tools/ground_truth)'
+                    % (args.gt, ', '.join(missing)))
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        p.error('--output %s is a file, not a folder' % args.output)
     return args
 
 
@@ -144,6 +155,8 @@ def claim_output(output, settings, overwrite):
                 old = json.load(f)
             except ValueError:
                 old = {}
+        if not isinstance(old, dict):  # a hand-edited [] or null: no settings recorded
+            old = {}
         differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
         if differ and not overwrite:
             raise ValueError('%s holds results of another run (%s): use --overwrite to recompute them, or another '
@@ -153,10 +166,9 @@ def claim_output(output, settings, overwrite):
             f.endswith('.txt') for _, _, files in os.walk(output) for f in files):
         raise ValueError('%s already holds result files but no %s saying how they were made: use --overwrite to '
                          'recompute them, or another --output' % (output, RUN_MANIFEST))
-    os.makedirs(output, exist_ok=True)
-    with open(manifest + '.tmp', 'w') as f:
+    check_writable_dir(output, '--output folder')
+    with atomic_open(manifest, what='run manifest') as f:
         json.dump(settings, f, indent=1)
-    os.replace(manifest + '.tmp', manifest)
 
 
 def run(args):
@@ -202,13 +214,17 @@ def run(args):
         scales = args.scale_list or scales
         faces, _ = detector.detect(img, args.thresh, scales=scales, do_flip=flip)
         os.makedirs(out_dir, exist_ok=True)
+        refuse_symlink(out_dir, 'result folder')
         write_submission(out_path, '%s/%s' % (event, name), faces)
         done += 1
     logger.info('%d images detected, %d already had results (use --overwrite), %d unreadable', done, skipped, failed)
     if args.parts > 1:
+        if failed:
+            logger.warning('%d images of this part could not be read: they have no result file and count as '
+                           'images without detections (or are left out with --subset)', failed)
         logger.info('part %d of %d done; once every part is, evaluate them together with: python -m '
-                    'rcnn.dataset.widerface_eval --pred %s %s%s', args.part, args.parts, args.output,
-                    '--gt ' + args.gt if args.gt else '--label ' + label,
+                    'rcnn.dataset.widerface_eval --pred %s %s%s', args.part, args.parts, shlex.quote(args.output),
+                    '--gt ' + shlex.quote(args.gt) if args.gt else '--label ' + shlex.quote(label),
                     ' --subset' if args.limit or args.gt else '')
         return None
     run_images = {(os.path.basename(os.path.dirname(r['path'])), os.path.splitext(os.path.basename(r['path']))[0])
@@ -229,7 +245,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout)
     try:
         run(args)
-    except (CheckpointError, AnnotationError, FileNotFoundError, ValueError) as err:
+    except (CheckpointError, AnnotationError, OSError, ValueError) as err:
         logger.error('error: %s', err)
         return 2
     return 0

@@ -2,7 +2,9 @@
 
     python train.py --network mnet --dataset retinaface --prefix model/retina --end_epoch 80
     python train.py --network resnet --pretrained model/resnet-50 --pretrained_epoch 0 --gpus 0,1,2,3
-    python -m mxnet.tools.launch -n 2 -s 1 --launcher ssh -H hosts python train.py --kvstore dist_sync ...
+    python train.py --network mnet --anchors net5          # the paper's five levels, strides 64 to 4
+    python train.py --network mnet --cpus 2                 # data parallel over 2 CPU contexts (the --gpus path)
+    python -m rcnn.core.launch -n 2 -s 1 --launcher ssh -H hosts python train.py --kvstore dist_sync ...
 
 One checkpoint per epoch, ``<prefix>-symbol.json`` (the 9-output test graph RetinaFace loads),
 ``<prefix>-<epoch>.params`` and the optimizer state ``<prefix>-<epoch>.states`` (SGD momentum), written
@@ -27,11 +29,13 @@ from rcnn.config import get_config
 from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, list_epochs, load_checkpoint, load_params,
                                   non_finite, remove_epochs, save_checkpoint, states_path)
 from rcnn.core.device import DeviceError, check_gpus
+from rcnn.processing.anchors import TRAINABLE_PRESETS, anchor_config
 from rcnn.core.loader import CropLoader, DataWorkerError
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
-from rcnn.symbol import get_symbol
+from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, open_append
+from rcnn.symbol import get_backbone, get_symbol
 from rcnn.symbol.common import label_names
 
 logger = logging.getLogger('train')
@@ -80,6 +84,11 @@ def parse_args(argv=None):
     add('no_flip', action='store_true', help='no mirrored copies of the training images')
     add('no_shuffle', action='store_true', help='keep the label.txt order')
     add('gpus', default=None, help='comma-separated GPU ids (default: $CUDA_VISIBLE_DEVICES if set, else CPU)')
+    add('cpus', type=int, default=0, help='N > 0: data parallel over N CPU contexts cpu(0)..cpu(N-1), the code '
+                                          'path of --gpus with N GPUs (--batch_images per context)')
+    add('anchors', default='net3', choices=TRAINABLE_PRESETS,
+        help='anchor preset: net3 (strides 32-8, the published models), net4 (+ stride 4), net5 (the paper: '
+             'strides 64-4, 3 anchors per cell), net6 (128-4); "a" variants add the 1.5 aspect ratio')
     add('batch_images', type=int, default=cfg.TRAIN.BATCH_IMAGES, help='images per device per iteration')
     add('image_size', type=int, default=cfg.IMAGE_SIZE, help='side of the square training crop (multiple of 32)')
     add('seed', type=int, default=0, help='seed of python, numpy, mxnet and the data pipeline')
@@ -91,8 +100,14 @@ def parse_args(argv=None):
     add('max_batches', type=int, default=0, help='cap on batches per epoch (0 = whole epoch); for quick runs')
     add('no_landmarks', action='store_true', help='a box-only model (FACE_LANDMARK False): no landmark head')
     args = p.parse_args(argv)
-    if args.image_size <= 0 or args.image_size % 32:
-        p.error('--image_size must be a positive multiple of 32, got %d' % args.image_size)
+    top = max(anchor_config(args.anchors)['strides'])
+    if args.image_size <= 0 or args.image_size % max(32, top):
+        p.error('--image_size must be a positive multiple of %d (the largest stride of --anchors %s), got %d'
+                % (max(32, top), args.anchors, args.image_size))
+    if args.cpus < 0:
+        p.error('--cpus must be >= 0, got %d' % args.cpus)
+    if args.cpus and args.gpus:
+        p.error('--cpus and --gpus exclude each other: train on CPU contexts or on GPUs')
     for name in ('batch_images', 'frequent', 'end_epoch'):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -113,18 +128,18 @@ def parse_args(argv=None):
     return args
 
 
-def get_contexts(gpus):
-    """(contexts, description). --gpus wins; else $CUDA_VISIBLE_DEVICES when set and non-empty; else CPU."""
+def get_contexts(gpus, cpus=0):
+    """(contexts, description). --cpus N: N CPU contexts; --gpus wins; else $CUDA_VISIBLE_DEVICES when set and
+    non-empty; else one CPU context. DeviceError when a GPU asked for is not there."""
+    if cpus:
+        return [mx.cpu(i) for i in range(cpus)], '%d CPU contexts' % cpus if cpus > 1 else 'CPU'
     if gpus is None:
         visible = os.environ.get('CUDA_VISIBLE_DEVICES', '').strip()
         gpus = ','.join(str(i) for i in range(len(visible.split(',')))) if visible else ''
     ids = [int(g) for g in str(gpus).split(',') if g.strip()]
     if not ids:
         return [mx.cpu()], 'CPU'
-    try:
-        check_gpus(ids, '--gpus %s' % gpus)
-    except DeviceError as err:
-        raise SystemExit('error: %s' % err) from None
+    check_gpus(ids, '--gpus %s' % gpus)
     return [mx.gpu(i) for i in ids], 'GPUs %s' % ','.join(map(str, ids))
 
 
@@ -141,8 +156,8 @@ def save_optimizer_states(mod, prefix, epoch):
     if mod._update_on_kvstore and 'dist' in mod._kvstore.type:
         return None  # dist kvstore: the optimizer runs on the parameter servers
     path = states_path(prefix, epoch)
-    mod.save_optimizer_states(path + '.tmp')
-    os.replace(path + '.tmp', path)
+    with atomic_path(path, 'optimizer state') as tmp:
+        mod.save_optimizer_states(tmp)
     return path
 
 
@@ -151,7 +166,7 @@ def setup_logging(prefix):
     fmt = logging.Formatter('%(asctime)s %(levelname)s %(message)s')
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(prefix + '-train.log')):
+    for handler in (logging.StreamHandler(sys.stdout), logging.StreamHandler(open_append(prefix + '-train.log'))):
         handler.setFormatter(fmt)
         root.addHandler(handler)
 
@@ -165,8 +180,21 @@ def _started_pretrained(prefix, pretrained):
         return bool(pretrained)
 
 
-def initial_params(args, cfg, sym):
-    """(arg_params, aux_params, begin_epoch, pretrained?) from --resume, --pretrained, or nothing."""
+def _checkpoint_fit(params, sym, shapes):
+    """Names of `sym`'s parameters that `params` lacks or holds with another shape."""
+    arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
+    wanted = dict(zip(sym.list_arguments(), arg_shapes))
+    wanted.update(zip(sym.list_auxiliary_states(), aux_shapes))
+    return [n for n, shape in wanted.items() if n not in shapes and
+            (n not in params or tuple(params[n].shape) != tuple(shape))]
+
+
+def initial_params(args, cfg, sym, shapes):
+    """(arg_params, aux_params, begin_epoch, pretrained?) from --resume, --pretrained, or nothing.
+
+    A checkpoint to resume must hold every parameter of the training graph with its shape (a checkpoint of
+    another network or preset is refused, never half loaded); a pretrained file must hold backbone tensors.
+    """
     if args.resume:
         epoch = latest_epoch(args.prefix)
         if epoch is None:
@@ -174,6 +202,12 @@ def initial_params(args, cfg, sym):
                         args.begin_epoch)
         else:
             _, arg, aux = load_checkpoint(args.prefix, epoch)
+            unfit = _checkpoint_fit(dict(arg, **aux), sym, shapes)
+            if unfit:
+                raise CheckpointError('--resume: %s-%04d.params does not fit the training graph of --network %s '
+                                      '--anchors %s (%d parameters missing or of another shape, e.g. %s): it was '
+                                      'not written by this training; nothing was changed'
+                                      % (args.prefix, epoch, args.network, args.anchors, len(unfit), unfit[0]))
             logger.info('resuming from %s-%04d.params (epoch %d done)', args.prefix, epoch, epoch)
             return arg, aux, epoch, _started_pretrained(args.prefix, args.pretrained)
     if args.pretrained:
@@ -183,17 +217,36 @@ def initial_params(args, cfg, sym):
                                   '--pretrained/--pretrained_epoch at it, or pass --pretrained none to train '
                                   'from scratch)' % params)
         arg, aux = load_params(params)
+        given = dict(arg, **aux)
         names = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
-        used = {k for k in list(arg) + list(aux) if k in names}
-        if not used:
-            raise CheckpointError('pretrained params %s hold no parameter of the %s backbone (e.g. %s); '
-                                  'check --network/--pretrained' % (params, args.network, sorted(names)[1]))
-        arg = {k: v for k, v in arg.items() if k in names}
-        aux = {k: v for k, v in aux.items() if k in names}
-        logger.info('backbone from %s: %d of its tensors used', params, len(used))
+        body = _param_shapes(get_backbone(args.network, cfg), shapes['data'])
+        fits = [n for n, shape in body.items() if n in given and tuple(given[n].shape) == shape]
+        if not fits:
+            raise CheckpointError('pretrained params %s hold no tensor of the %s backbone (e.g. %s): not an ImageNet '
+                                  '%s checkpoint; check --network/--pretrained' % (params, args.network,
+                                                                                  sorted(body)[0], args.network))
+        if len(fits) < len(body):
+            missing = sorted(set(body) - set(fits))
+            logger.warning('pretrained params %s: %d of the %d backbone tensors are missing or of another shape '
+                           '(e.g. %s): those start from random', params, len(missing), len(body), missing[0])
+        unfit = set(_checkpoint_fit(given, sym, shapes))  # a detector checkpoint also gives neck and heads
+        arg = {k: v for k, v in arg.items() if k in names and k not in unfit}
+        aux = {k: v for k, v in aux.items() if k in names and k not in unfit}
+        logger.info('backbone from %s: %d of its tensors used (%d of the backbone)', params, len(arg) + len(aux),
+                    len(fits))
         return arg, aux, args.begin_epoch, True
     logger.info('no --pretrained backbone given: training %s from scratch (random initialisation)', args.network)
     return None, None, args.begin_epoch, False
+
+
+def _param_shapes(taps, data_shape):
+    """{name: shape} of the parameters and auxiliary states of a backbone's taps."""
+    group = mx.sym.Group([taps[s] for s in sorted(taps)])
+    arg_shapes, _, aux_shapes = group.infer_shape(data=data_shape)
+    out = dict(zip(group.list_arguments(), map(tuple, arg_shapes)))
+    out.update(zip(group.list_auxiliary_states(), map(tuple, aux_shapes)))
+    out.pop('data', None)
+    return out
 
 
 def fit(mod, loader, metric, begin_epoch, end_epoch, batch_end, epoch_end):
@@ -224,19 +277,27 @@ def main(argv=None):
     random.seed(args.seed)
     np.random.seed(args.seed)
     mx.random.seed(args.seed)
-    ctxs, ctx_text = get_contexts(args.gpus)
+    try:
+        ctxs, ctx_text = get_contexts(args.gpus, args.cpus)
+    except DeviceError as err:
+        print('error: %s' % err, file=sys.stderr, flush=True)
+        return 2
     on_gpu = ctxs[0].device_type == 'gpu'
     kv_name = args.kvstore or ('device' if on_gpu else 'local')
     cfg = get_config(args.network, args.dataset, IMAGE_SIZE=args.image_size, pretrained=args.pretrained,
                      lr=args.lr, lr_step=args.lr_step, wd=args.wd, TRAIN__BATCH_IMAGES=args.batch_images,
-                     TRAIN__FLIP=not args.no_flip, TRAIN__SHUFFLE=not args.no_shuffle,
+                     TRAIN__FLIP=not args.no_flip, TRAIN__SHUFFLE=not args.no_shuffle, ANCHOR_NETWORK=args.anchors,
                      DCN_PORTABLE=not on_gpu, FACE_LANDMARK=not args.no_landmarks)
     kv = mx.kvstore.create(kv_name) if 'dist' in kv_name else kv_name
     rank, workers = (kv.rank, kv.num_workers) if 'dist' in kv_name else (0, 1)
     prefix = args.prefix if rank == 0 else '%s.rank%d' % (args.prefix, rank)  # every worker keeps its own files
+    if not os.path.basename(prefix):
+        print('error: --prefix %s names a folder: give a file prefix such as %smnet' % (prefix, prefix), flush=True)
+        return 2
     try:
+        check_writable_dir(os.path.dirname(os.path.abspath(prefix)), '--prefix folder')
         lock = PrefixLock(prefix)  # held until the process ends
-    except CheckpointError as err:
+    except (CheckpointError, OSError) as err:
         print('error: %s' % err, flush=True)
         return 2
     existing = list_epochs(prefix)
@@ -244,9 +305,11 @@ def main(argv=None):
         print('error: %s already has checkpoints (epochs %s): --resume continues that run, --overwrite deletes them '
               'and starts again' % (prefix, ', '.join(map(str, existing))), flush=True)
         return 2
-    setup_logging(prefix)
-    if existing and args.overwrite and not args.resume:
-        logger.info('--overwrite: deleted %s', ', '.join(remove_epochs(prefix)))
+    try:
+        setup_logging(prefix)
+    except OSError as err:
+        print('error: %s' % err, flush=True)
+        return 2
     logger.info('arguments: %s', vars(args))
     logger.info('devices: %s, kvstore %s%s', ctx_text, kv_name,
                 ' (worker %d of %d)' % (rank, workers) if workers > 1 else '')
@@ -265,19 +328,27 @@ def main(argv=None):
         logger.info('worker %d of %d: %d samples (%d of %d left out so that every worker has as many)', rank,
                     workers, len(roidb), total - workers * len(roidb), total)
     batch = cfg.TRAIN.BATCH_IMAGES * len(ctxs)
+    if len(roidb) < batch:
+        logger.error('error: %s has %d usable training samples (faces inside their images, mirrored copies '
+                     'included), fewer than one batch of %d (--batch_images %d x %d devices): add images or lower '
+                     '--batch_images', dataset.label_path, len(roidb), batch, cfg.TRAIN.BATCH_IMAGES, len(ctxs))
+        return 2
     train_sym = get_symbol(args.network, 'train', cfg)
     test_sym = get_symbol(args.network, 'test', cfg)
-    try:
-        arg_params, aux_params, begin_epoch, pretrained = initial_params(args, cfg, train_sym)
-    except CheckpointError as err:
-        logger.error('error: %s', err)
-        return 2
-    if begin_epoch >= args.end_epoch:
-        logger.info('epoch %d already reached (--end_epoch %d): nothing to do', begin_epoch, args.end_epoch)
-        return 0
     loader = CropLoader(roidb, cfg, batch, shuffle=cfg.TRAIN.SHUFFLE, workers=args.workers,
                         seed=args.seed + 7919 * rank)
     try:
+        shapes = dict(loader.provide_data + loader.provide_label)
+        try:
+            arg_params, aux_params, begin_epoch, pretrained = initial_params(args, cfg, train_sym, shapes)
+        except CheckpointError as err:
+            logger.error('error: %s', err)
+            return 2
+        if begin_epoch >= args.end_epoch:
+            logger.info('epoch %d already reached (--end_epoch %d): nothing to do', begin_epoch, args.end_epoch)
+            return 0
+        if existing and args.overwrite and not args.resume:  # only now: every input has been checked
+            logger.info('--overwrite: deleted %s', ', '.join(remove_epochs(prefix)))
         return _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params,
                       begin_epoch, pretrained)
     finally:
@@ -294,10 +365,11 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
     batch = loader.batch_size
     if not pretrained:
         cfg.pretrained = ''  # recorded in -config.json: a later --resume must know the run began from scratch
-    fixed = STEM_PARAMS[args.network] if cfg.LAYER_FIX and pretrained else []
+    # the stem is frozen only where its weights came from the checkpoint (a random stem must train)
+    fixed = [n for n in STEM_PARAMS[args.network] if n in (arg_params or {})] if cfg.LAYER_FIX and pretrained else []
     if cfg.LAYER_FIX and not pretrained:
         logger.info('LAYER_FIX ignored: the stem is random when training from scratch')
-    with open(prefix + '-config.json', 'w') as f:
+    with atomic_open(prefix + '-config.json', what='run config') as f:
         json.dump(cfg, f, indent=1, default=str)
     logger.info('%d samples, %d per batch, %d batches per epoch, epochs %d..%d', len(loader.roidb), batch, iters,
                 begin_epoch + 1, args.end_epoch)
@@ -359,6 +431,11 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
                 else 'no checkpoint was written')
         logger.error('training stopped: %s; %s. Try a lower --lr.', err, kept)
         return 3
+    except KeyboardInterrupt:
+        kept = ('last complete checkpoint: %s-%04d.params (--resume continues from it)' % (prefix, last_saved[0])
+                if last_saved[0] else 'no checkpoint was written')
+        logger.error('interrupted; %s', kept)
+        return 130
     logger.info('training done in %.1f min; final checkpoint %s-%04d.params', (time.time() - start) / 60, prefix,
                 args.end_epoch)
     logger.info('evaluate it with: python test.py --prefix %s --epoch %d (the defaults pick the newest checkpoint '
@@ -369,6 +446,9 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
 if __name__ == '__main__':
     try:
         status = main()
+    except KeyboardInterrupt:
+        print('interrupted', flush=True)
+        status = 130
     except Exception:  # noqa: BLE001 - reported, then the same hard exit as every failure
         traceback.print_exc()
         status = 1

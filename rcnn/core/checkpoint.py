@@ -8,6 +8,8 @@ import re
 import mxnet as mx
 import numpy as np
 
+from rcnn.fileio import atomic_path, open_lock
+
 __all__ = ['CheckpointError', 'checkpoint_paths', 'list_epochs', 'load_checkpoint', 'load_params',
            'check_params_fit', 'non_finite', 'save_checkpoint', 'latest_epoch', 'remove_epochs', 'PrefixLock',
            'states_path']
@@ -133,7 +135,7 @@ class PrefixLock:
     def __init__(self, prefix):
         self.path = prefix + '.lock'
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._file = open(self.path, 'a+')
+        self._file = open_lock(self.path)
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -164,11 +166,9 @@ def save_checkpoint(prefix, epoch, sym, args, auxs):
                               % (prefix, epoch, len(bad), ', '.join(bad[:4])))
     sym_path, params_path = checkpoint_paths(prefix, epoch)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    tmp_sym, tmp_params = sym_path + '.tmp', params_path + '.tmp'
-    sym.save(tmp_sym)
     payload = {'arg:%s' % k: v.as_in_context(mx.cpu()) for k, v in args.items()}
     payload.update({'aux:%s' % k: v.as_in_context(mx.cpu()) for k, v in auxs.items()})
-    mx.nd.save(tmp_params, payload)
-    os.replace(tmp_sym, sym_path)
-    os.replace(tmp_params, params_path)
+    with atomic_path(params_path, 'checkpoint') as tmp_params, atomic_path(sym_path, 'checkpoint') as tmp_sym:
+        sym.save(tmp_sym)
+        mx.nd.save(tmp_params, payload)
     return sym_path, params_path

@@ -61,6 +61,7 @@ class CropLoader(mx.io.DataIter):
     """
 
     def __init__(self, roidb, cfg, batch_size, shuffle=True, workers=2, seed=0, prefetch=2):
+        self._pool = None  # first: close() and __del__ must work whatever __init__ raises
         super().__init__(batch_size)
         if len(roidb) < batch_size:
             raise ValueError('the training set has %d images (with flips), fewer than one batch of %d'

@@ -12,19 +12,25 @@ roidb record keys:
   blur (G,) float32, label_line (G,) int (line of each face in label.txt).
 """
 import hashlib
+import json
 import logging
 import os
-import pickle
 
 import cv2
 import numpy as np
 
+from rcnn.fileio import atomic_open
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
 
-__all__ = ['AnnotationError', 'parse_label_file', 'xywh_to_boxes', 'read_training_image', 'check_jpeg_complete',
+__all__ = ['AnnotationError', 'unsafe_image_path', 'parse_label_file', 'xywh_to_boxes', 'read_training_image', 'check_jpeg_complete',
            'RetinaFaceDataset', 'flip_roidb']
 logger = logging.getLogger(__name__)
-CACHE_VERSION = 3  # 3: boxes x2 = x + w (the original convention)
+CACHE_VERSION = 4  # 3: boxes x2 = x + w (the original convention); 4: JSON instead of a pickle
+# The roidb cache is JSON (data only, never executed); its arrays are stored as lists and rebuilt with these
+# dtypes and shapes. A cache that does not parse or does not fit this schema is rebuilt from label.txt.
+_CACHE_ARRAYS = {'boxes': (np.float32, (-1, 4)), 'landmarks': (np.float32, (-1, 5, 3)), 'blur': (np.float32, (-1,)),
+                 'label_line': (np.int64, (-1,))}
+_CACHE_SCALARS = {'image': str, 'width': int, 'height': int, 'flipped': bool, 'rel_path': str, 'where': str}
 FLAG_VISIBLE, FLAG_OCCLUDED, FLAG_MISSING = 1.0, 0.0, -1.0
 BLUR_DEFAULT = 0.3  # negative blur values in the file mean "unknown"
 
@@ -59,6 +65,15 @@ def _face_values(values, where, with_landmarks):
     return box, lms, blur
 
 
+def unsafe_image_path(path):
+    """Why a label.txt image path may not be used (absolute, or with a '..' part), or None when it is safe."""
+    if os.path.isabs(path) or path.startswith(('/', '\\')) or (len(path) > 1 and path[1] == ':'):
+        return 'is absolute'
+    if any(part == '..' for part in path.replace('\\', '/').split('/')):
+        return "contains '..'"
+    return None
+
+
 def parse_label_file(label_path, with_landmarks=True, skip_bad=False, skipped=None):
     """label.txt -> list of {'path', 'line', 'boxes_xywh' (G,4), 'landmarks' (G,5,3), 'blur' (G,), 'lines' (G,)}.
 
@@ -76,7 +91,7 @@ def parse_label_file(label_path, with_landmarks=True, skip_bad=False, skipped=No
         if skipped is not None:
             skipped.append(str(err))
 
-    with open(label_path, 'r', errors='replace') as f:
+    with open(label_path, 'r', encoding='utf-8-sig', errors='replace') as f:  # -sig: a leading BOM is dropped
         for lineno, raw in enumerate(f, start=1):
             line = raw.strip()
             if not line:
@@ -86,6 +101,12 @@ def parse_label_file(label_path, with_landmarks=True, skip_bad=False, skipped=No
                 path = line[1:].strip()
                 if not path:
                     bad(AnnotationError('%s: "#" line without an image path' % where))
+                    current = None
+                    continue
+                unsafe = unsafe_image_path(path)
+                if unsafe:
+                    bad(AnnotationError('%s: image path %r %s: paths are relative to images/ and stay inside it'
+                                        % (where, path, unsafe)))
                     current = None
                     continue
                 current = {'path': path, 'line': lineno, 'faces': []}
@@ -159,6 +180,46 @@ def _image_size(path):
     return img.shape[1], img.shape[0]
 
 
+def _record_to_json(rec):
+    out = {k: rec[k] for k in _CACHE_SCALARS}
+    out.update({k: rec[k].tolist() for k in _CACHE_ARRAYS})
+    return out
+
+
+def _record_from_json(obj):
+    if not isinstance(obj, dict):
+        raise ValueError('record is not an object')
+    rec = {}
+    for key, kind in _CACHE_SCALARS.items():
+        if not isinstance(obj[key], kind):
+            raise ValueError('%s is not %s' % (key, kind.__name__))
+        rec[key] = obj[key]
+    for key, (dtype, shape) in _CACHE_ARRAYS.items():
+        rec[key] = np.asarray(obj[key], dtype=dtype).reshape(shape)
+    if not (len(rec['boxes']) == len(rec['landmarks']) == len(rec['blur']) == len(rec['label_line'])):
+        raise ValueError('arrays of different lengths')
+    return rec
+
+
+def _read_cache(path, digest):
+    """{'roidb', 'skipped'} from a JSON roidb cache made from this label file, else None (rebuild)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, 'r') as f:
+            cached = json.load(f)
+        if not isinstance(cached, dict) or cached.get('version') != CACHE_VERSION or cached.get('digest') != digest:
+            logger.info('%s is out of date: rebuilding the roidb', path)
+            return None
+        skipped = cached['skipped']
+        if not isinstance(skipped, list) or not all(isinstance(x, str) for x in skipped):
+            raise ValueError('skipped is not a list of strings')
+        return {'roidb': [_record_from_json(r) for r in cached['roidb']], 'skipped': skipped}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        logger.info('unreadable roidb cache %s (%s): rebuilding', path, err)
+        return None
+
+
 def flip_roidb(roidb):
     """Mirrored twins of every record (boxes x1' = W - x2 - 1, landmarks mirrored with eyes/mouth swapped)."""
     out = []
@@ -193,7 +254,7 @@ class RetinaFaceDataset:
 
     @property
     def cache_file(self):
-        return os.path.join(self.root_path, 'cache', '%s_gt_roidb.pkl' % self.name)
+        return os.path.join(self.root_path, 'cache', '%s_gt_roidb.json' % self.name)
 
     def _label_digest(self):
         h = hashlib.sha1()
@@ -208,23 +269,19 @@ class RetinaFaceDataset:
             raise AnnotationError('label file not found: %s (expected the RetinaFace layout '
                                   '<dataset_path>/%s/label.txt + images/)' % (self.label_path, self.image_set))
         digest = self._label_digest()
-        if os.path.isfile(self.cache_file):
-            try:
-                with open(self.cache_file, 'rb') as f:
-                    cached = pickle.load(f)
-                if cached.get('digest') == digest:
-                    self.skipped = cached['skipped']
-                    logger.info('%s roidb loaded from %s', self.name, self.cache_file)
-                    return cached['roidb']
-                logger.info('%s changed since %s was written: rebuilding', self.label_path, self.cache_file)
-            except (OSError, pickle.UnpicklingError, EOFError, KeyError, AttributeError):
-                logger.info('unreadable cache %s: rebuilding', self.cache_file)
+        cached = _read_cache(self.cache_file, digest)
+        if cached is not None:
+            self.skipped = cached['skipped']
+            logger.info('%s roidb loaded from %s', self.name, self.cache_file)
+            return cached['roidb']
         roidb = self._build()
-        os.makedirs(os.path.dirname(self.cache_file), exist_ok=True)
-        tmp = self.cache_file + '.tmp'
-        with open(tmp, 'wb') as f:
-            pickle.dump({'digest': digest, 'roidb': roidb, 'skipped': self.skipped}, f, pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.cache_file)
+        try:
+            os.makedirs(os.path.dirname(self.cache_file), exist_ok=True)
+            with atomic_open(self.cache_file, what='roidb cache') as f:
+                json.dump({'version': CACHE_VERSION, 'digest': digest, 'skipped': self.skipped,
+                           'roidb': [_record_to_json(r) for r in roidb]}, f)
+        except OSError as err:  # a read-only or full cache folder costs the next start a rebuild, nothing else
+            logger.warning('roidb cache not written (%s): %s', self.cache_file, err)
         return roidb
 
     def _build(self):

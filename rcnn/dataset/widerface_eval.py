@@ -27,6 +27,8 @@ import tempfile
 
 import numpy as np
 
+from rcnn.fileio import atomic_open, atomic_path
+
 __all__ = ['GroundTruth', 'load_mat_gt', 'load_label_gt', 'read_pred_file', 'read_predictions',
            'evaluate', 'voc_ap', 'SETTINGS', 'main']
 logger = logging.getLogger(__name__)
@@ -96,6 +98,12 @@ def load_mat_gt(gt_dir):
     except (IndexError, ValueError, TypeError, AttributeError) as err:
         raise ValueError('ground truth in %s does not have the official layout (event %d): %s'
                          % (gt_dir, e, err)) from None
+    counts = {s: sum(len(k) for k in keep[s]) for s in SETTINGS}
+    for easier, harder in zip(SETTINGS, SETTINGS[1:]):  # each setting counts a superset of the easier one's faces
+        if counts[easier] > counts[harder]:
+            raise ValueError('ground truth %s counts %d faces but %s only %d: the files are swapped or renamed (Easy '
+                             'must count the fewest faces, Hard the most)' % (paths[easier], counts[easier],
+                                                                              paths[harder], counts[harder]))
     return GroundTruth(images, boxes, keep, gt_dir)
 
 
@@ -354,6 +362,9 @@ def evaluate_folder(pred_dir, gt, subset=None):
         raise FileNotFoundError('prediction folder not found: %s' % pred_dir)
     if subset is not None:
         gt = gt.subset(set(subset))
+        if not gt.images:
+            raise ValueError('no prediction file in %s matches an image of the ground truth %s: nothing to evaluate '
+                             '(wrong --pred folder, or results of another split?)' % (pred_dir, gt.source))
     preds, problems = read_predictions(pred_dir, gt)
     missing = [p for p, why in problems if why == 'missing']
     if missing:
@@ -387,7 +398,7 @@ def report(results, gt, out_dir=None, title='', run=None):
                    'faces': {s: r['faces'] for s, r in results.items()}}
         if run is not None:
             summary['run'] = run
-        with open(os.path.join(out_dir, 'ap.json'), 'w') as f:
+        with atomic_open(os.path.join(out_dir, 'ap.json'), what='AP summary') as f:
             json.dump(summary, f, indent=1)
         plot_pr_curves(results, os.path.join(out_dir, 'pr_curves.png'), title)
     return lines
@@ -413,7 +424,8 @@ def plot_pr_curves(results, path, title=''):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path, 'PR-curve plot') as tmp:
+        fig.savefig(tmp, dpi=100, format='png')
     plt.close(fig)
     return path
 
@@ -444,9 +456,9 @@ def main(argv=None):
         gt = load_mat_gt(args.gt) if args.gt else load_label_gt(args.label)
         subset = present_images(args.pred, gt) if args.subset and os.path.isdir(args.pred) else None
         results, gt, _ = evaluate_folder(args.pred, gt, subset)
-    except (FileNotFoundError, ValueError) as err:
+        report(results, gt, out_dir)
+    except (OSError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
-    report(results, gt, out_dir)
     return 0
 
 

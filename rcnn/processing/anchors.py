@@ -10,7 +10,7 @@ except ImportError:  # kernels not built: the numpy twin below serves
     anchors_cython = None
 
 __all__ = ['generate_anchors', 'anchors_plane', 'anchors_plane_py', 'anchor_config', 'NETWORK_PRESETS',
-           'base_anchors_fpn', 'AnchorCache']
+           'TRAINABLE_PRESETS', 'base_anchors_fpn', 'AnchorCache']
 
 
 def _whctrs(anchor):
@@ -102,6 +102,8 @@ NETWORK_PRESETS = {
     'x3a': (3, _RATIO_1_15, _TORCH_MEAN, _TORCH_STD),
     'x5': (5, _RATIO_1, _TORCH_MEAN, _TORCH_STD),
 }
+# the presets train.py --anchors builds a graph for (zero mean, unit std: the mnet/resnet input convention)
+TRAINABLE_PRESETS = ('net3', 'net3a', 'net4', 'net4a', 'net5', 'net5a', 'net6')
 BASE_SIZE = 16  # pixels: side of the base window (0, 0, 15, 15)
 LANDMARK_STDS = {'net3l': 0.2}  # landmark deltas are multiplied by this before decoding (1.0 elsewhere)
 

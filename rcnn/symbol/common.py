@@ -12,15 +12,16 @@ Parameter names follow the published checkpoints (see ``NAME_SCHEMES``), so thei
 """
 import mxnet as mx
 
-__all__ = ['NAME_SCHEMES', 'out_name', 'conv_act_layer', 'fpn_neck', 'ssh_context', 'build_heads',
+__all__ = ['PRESET_ATTR', 'NAME_SCHEMES', 'layer_name', 'out_name', 'conv_act_layer', 'fpn_neck', 'ssh_context', 'build_heads',
            'test_outputs', 'train_outputs', 'label_names']
 
 BN_EPS = 2e-5       # neck/head BatchNorm epsilon of the published graphs
 BN_MOMENTUM = 0.9   # BatchNorm moving-average momentum
 DCN_OFFSETS = 18    # 3x3 kernel: (dy, dx) per tap
 DCN_MASKS = 9       # 3x3 kernel: one modulation scalar per tap (DCNv2)
+PRESET_ATTR = '__anchor_preset__'  # test-graph attribute: the anchor preset a model was trained with
 
-# Neck/context layer names of the two published model families (network.md section 8).
+# Neck/context layer names of the two published model families (network.md section 8), for strides 32, 16, 8.
 NAME_SCHEMES = {
     'rf': {'lat32': 'rf_c3_lateral', 'lat16': 'rf_c2_lateral', 'aggr16': 'rf_c2_aggr',
            'lat8': 'rf_c1_red_conv', 'aggr8': 'rf_c1_aggr', 'up16': 'rf_c3_upsampling',
@@ -29,6 +30,31 @@ NAME_SCHEMES = {
             'lat8': 'ssh_m1_red_conv', 'aggr8': 'ssh_c1_aggr', 'up16': 'ssh_c3_up',
             'up8': 'ssh_m2_red_up', 'det': {32: 'ssh_m3_det', 16: 'ssh_m2_det', 8: 'ssh_m1_det'}},
 }
+# Levels the published graphs do not have (4, 5 and 6 levels) are named by the same pattern, level k = log2(s / 4)
+# (stride 4 -> c0, 8 -> c1, ..., 64 -> c4, 128 -> c5): '{p}_c{k}_lateral', '{p}_c{k}_aggr', the upsampling of
+# level k into k - 1 '{p}_c{k}_up' ('rf': '_upsampling'), the SSH module '{p}_c{k}_det' ('ssh': '{p}_m{k}_det'),
+# and the stride-2 3x3 conv that makes the stride-64 (128) input from the stride-32 (64) one '{p}_c{k}_down'.
+
+
+def _level(stride):
+    return {4: 0, 8: 1, 16: 2, 32: 3, 64: 4, 128: 5}[stride]
+
+
+def layer_name(scheme, kind, stride):
+    """Neck/context layer name: kind 'lat', 'aggr', 'up' (into the next finer level), 'det' or 'down'."""
+    names = NAME_SCHEMES[scheme]
+    if kind == 'det' and stride in names['det']:
+        return names['det'][stride]
+    if kind in ('lat', 'aggr') and '%s%d' % (kind, stride) in names:
+        return names['%s%d' % (kind, stride)]
+    if kind == 'up' and 'up%d' % (stride // 2) in names:  # up16 is the upsampling of level 32 into 16
+        return names['up%d' % (stride // 2)]
+    k = _level(stride)
+    suffix = {'lat': 'lateral', 'aggr': 'aggr', 'up': 'upsampling' if scheme == 'rf' else 'up', 'down': 'down',
+              'det': 'det'}[kind]
+    if kind == 'det' and scheme == 'ssh':
+        return 'ssh_m%d_det' % k
+    return '%s_c%d_%s' % (scheme, k, suffix)
 
 
 def out_name(kind, stride):
@@ -137,21 +163,29 @@ def _up_crop_add(coarse, lateral, up_name):
     return lateral + mx.sym.Crop(up, lateral, num_args=2)
 
 
-def fpn_neck(taps, filters, scheme, dcn=0, dcn_portable=False):
-    """Top-down FPN over {32, 16, 8} taps -> {stride: P_s} with `filters` channels each.
+def fpn_neck(taps, filters, scheme, strides=(32, 16, 8), dcn=0, dcn_portable=False):
+    """Top-down FPN -> {stride: P_s} with `filters` channels each, for `strides` (largest first).
 
-    The stride-8 level upsamples the *aggregated* stride-16 map, as both published models do.
+    Body taps exist for strides 4 to 32; a stride-64 (and 128) input is a stride-2 3x3 conv + BN + ReLU over
+    the next finer input (C6 over the stride-32 tap). The coarsest level is its lateral (P = L); every finer
+    level is CBR3x3(L_s + Crop(Up2(P_2s))): the FPN upsamples the *aggregated* coarser map, as both published
+    models do. With strides (32, 16, 8) this is exactly the published neck.
     """
-    names = NAME_SCHEMES[scheme]
     kw = dict(bias_wd_mult=1.0, dcn=dcn, dcn_portable=dcn_portable)  # FPN biases carry weight decay
-    lat32 = conv_act_layer(taps[32], names['lat32'], filters, **kw)
-    lat16 = conv_act_layer(taps[16], names['lat16'], filters, **kw)
-    p16 = conv_act_layer(_up_crop_add(lat32, lat16, names['up16']), names['aggr16'], filters,
-                         kernel=(3, 3), pad=(1, 1), **kw)
-    lat8 = conv_act_layer(taps[8], names['lat8'], filters, **kw)
-    p8 = conv_act_layer(_up_crop_add(p16, lat8, names['up8']), names['aggr8'], filters,
-                        kernel=(3, 3), pad=(1, 1), **kw)
-    return {32: lat32, 16: p16, 8: p8}
+    inputs = dict(taps)
+    for s in sorted(strides):
+        if s not in inputs:
+            if s // 2 not in inputs:
+                raise ValueError('no backbone tap for stride %d (taps: %s)' % (s, sorted(taps)))
+            inputs[s] = conv_act_layer(inputs[s // 2], layer_name(scheme, 'down', s), filters, kernel=(3, 3),
+                                       pad=(1, 1), stride=(2, 2), **kw)
+    order = sorted(strides, reverse=True)
+    feats = {order[0]: conv_act_layer(inputs[order[0]], layer_name(scheme, 'lat', order[0]), filters, **kw)}
+    for coarse, s in zip(order, order[1:]):
+        lateral = conv_act_layer(inputs[s], layer_name(scheme, 'lat', s), filters, **kw)
+        merged = _up_crop_add(feats[coarse], lateral, layer_name(scheme, 'up', coarse))
+        feats[s] = conv_act_layer(merged, layer_name(scheme, 'aggr', s), filters, kernel=(3, 3), pad=(1, 1), **kw)
+    return feats
 
 
 def ssh_context(data, prefix, channels, dcn=0, dcn_portable=False):
@@ -179,12 +213,12 @@ def ssh_context(data, prefix, channels, dcn=0, dcn_portable=False):
 def build_heads(taps, cfg):
     """Body taps {stride: symbol} -> {stride: (cls_score, bbox_pred, landmark_pred or None)}."""
     dcn = dict(dcn=int(cfg.USE_DCN), dcn_portable=bool(cfg.DCN_PORTABLE))
-    scheme = NAME_SCHEMES[cfg.NAME_SCHEME]
-    feats = fpn_neck(taps, cfg.HEAD_FILTER_NUM, cfg.NAME_SCHEME, **dcn)
+    feats = fpn_neck(taps, cfg.HEAD_FILTER_NUM, cfg.NAME_SCHEME, tuple(cfg.RPN_FEAT_STRIDE), **dcn)
     A = cfg.NUM_ANCHORS
     heads = {}
     for s in cfg.RPN_FEAT_STRIDE:
-        ctx = ssh_context(feats[s], scheme['det'][s], cfg.HEAD_FILTER_NUM * cfg.CONTEXT_FILTER_RATIO, **dcn)
+        ctx = ssh_context(feats[s], layer_name(cfg.NAME_SCHEME, 'det', s),
+                          cfg.HEAD_FILTER_NUM * cfg.CONTEXT_FILTER_RATIO, **dcn)
         cls = _conv_only(ctx, out_name('cls_score', s), 2 * A)
         box = _conv_only(ctx, out_name('bbox_pred', s), 4 * A)
         lmk = _conv_only(ctx, out_name('landmark_pred', s), 10 * A) if cfg.FACE_LANDMARK else None
@@ -201,7 +235,8 @@ def test_outputs(heads, cfg):
         # (N, 2A, H, W) -> (N, 2, A*H, W): class-major channels become a 2-way axis for the softmax
         score = mx.sym.Reshape(cls, shape=(0, 2, -1, 0), name='face_rpn_cls_score_reshape_stride%d' % s)
         prob = mx.sym.SoftmaxActivation(score, mode='channel', name='face_rpn_cls_prob_stride%d' % s)
-        prob = mx.sym.Reshape(prob, shape=(0, 2 * A, -1, 0), name=out_name('cls_prob_reshape', s))
+        prob = mx.sym.Reshape(prob, shape=(0, 2 * A, -1, 0), name=out_name('cls_prob_reshape', s),
+                              attr={PRESET_ATTR: cfg.ANCHOR_NETWORK})  # the preset the model decodes with
         outs += [prob, box] + ([lmk] if lmk is not None else [])
     return mx.sym.Group(outs)
 

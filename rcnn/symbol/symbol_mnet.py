@@ -1,7 +1,8 @@
 """MobileNet v1 body (gluon naming of the published mnet.25: mobilenet0_conv{i} / batchnorm{i} / relu{i}).
 
 conv0 is a 3x3 stride-2 stem; blocks 1..13 are depthwise 3x3 (odd index) + pointwise 1x1 (even index).
-Taps: stride 8 = relu10, stride 16 = relu22, stride 32 = relu26 (the last layer before each down-sampling).
+Taps: stride 4 = relu6, stride 8 = relu10, stride 16 = relu22, stride 32 = relu26 (the last layer before each
+down-sampling).
 """
 import mxnet as mx
 
@@ -10,7 +11,7 @@ BN_EPS = 1e-5  # gluon MobileNet BatchNorm epsilon (kept so ImageNet weights beh
 BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
           (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
 STEM_CHANNELS = 32
-TAPS = {8: 10, 16: 22, 32: 26}  # stride -> index of the ReLU that feeds the neck
+TAPS = {4: 6, 8: 10, 16: 22, 32: 26}  # stride -> index of the ReLU that feeds the neck (4: 4- and 5-level presets)
 
 
 def _conv_bn_relu(data, i, num_filter, kernel, stride, pad, num_group=1):

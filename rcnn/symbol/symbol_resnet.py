@@ -1,7 +1,7 @@
 """ResNet v2 (pre-activation) body with the MXNet model-zoo names of the published R50.
 
 bn_data -> conv0 7x7/2 -> bn0 -> relu0 -> pooling0 3x3/2 -> stages of bottleneck units -> bn1 -> relu1.
-Taps: stride 8 = stage3_unit1_relu2, stride 16 = stage4_unit1_relu2 (the ReLU before each stage's
+Taps: stride 4 = stage2_unit1_relu2, stride 8 = stage3_unit1_relu2, stride 16 = stage4_unit1_relu2 (the ReLU before each stage's
 stride-2 conv), stride 32 = relu1.
 """
 import mxnet as mx
@@ -33,7 +33,7 @@ def _unit(data, name, width, stride, project):
 
 
 def get_resnet_body(data, num_layers=50):
-    """data (N, 3, H, W) raw RGB -> {8: 256 ch, 16: 512 ch, 32: 2048 ch} feature taps."""
+    """data (N, 3, H, W) raw RGB -> {4: 128 ch, 8: 256 ch, 16: 512 ch, 32: 2048 ch} feature taps."""
     if num_layers not in UNITS:
         raise ValueError('ResNet depth must be one of %s, got %r' % (sorted(UNITS), num_layers))
     x = _bn(data, 'bn_data', fix_gamma=True)
@@ -45,7 +45,7 @@ def get_resnet_body(data, num_layers=50):
         for u in range(1, units + 1):
             stride = 2 if (u == 1 and s > 1) else 1
             x, relu2 = _unit(x, 'stage%d_unit%d' % (s, u), width, stride, project=(u == 1))
-            if u == 1 and s in (3, 4):
-                taps[{3: 8, 4: 16}[s]] = relu2
+            if u == 1 and s in (2, 3, 4):
+                taps[{2: 4, 3: 8, 4: 16}[s]] = relu2
     taps[32] = mx.sym.Activation(_bn(x, 'bn1'), act_type='relu', name='relu1')
     return taps

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint  # noqa: E402
+from rcnn.fileio import atomic_open, check_writable_dir, refuse_symlink  # noqa: E402
 from rcnn.tools import fused_or_int8_op  # noqa: E402
 
 logger = logging.getLogger('quantize')
@@ -108,24 +109,26 @@ def first_convs(sym):
 def excluded_fused(sym, layers, keep):
     """Fused node names (of `layers`, ``fused_layers``' map) to leave in fp32, from `keep`: a list of 'backbone',
     'first', 'early', 'heads', 'depthwise' or regexes over the original conv names."""
+    named = {'first': first_convs, 'backbone': backbone_convs, 'early': early_convs, 'depthwise': depthwise_convs}
     patterns = []
+    all_convs = [c for convs in layers.values() for c in convs]
     for item in keep:
-        if item == 'first':
-            patterns += ['^%s$' % re.escape(n) for n in first_convs(sym)]
-        elif item == 'heads':
-            patterns.append(HEADS)
-        elif item == 'backbone':
-            patterns += ['^%s$' % re.escape(n) for n in backbone_convs(sym)]
-        elif item == 'early':
-            patterns += ['^%s$' % re.escape(n) for n in early_convs(sym)]
-        elif item == 'depthwise':
-            patterns += ['^%s$' % re.escape(n) for n in depthwise_convs(sym)]
-        elif item:
+        if not item:
+            continue
+        if item == 'heads':
+            mine = [HEADS]
+        elif item in named:
+            mine = ['^%s$' % re.escape(n) for n in named[item](sym)]
+        else:
             try:
                 re.compile(item)
             except re.error as err:
                 raise ValueError('--keep_fp32: %r is not a regular expression (%s)' % (item, err)) from None
-            patterns.append(item)
+            mine = [item]
+        if not any(re.search(p, c) for p in mine for c in all_convs):
+            raise ValueError('--keep_fp32: %r matches no layer of this model (names: backbone, first, early, heads, '
+                             'depthwise, or a regular expression over conv names such as %s)' % (item, all_convs[0]))
+        patterns += mine
     excluded = []
     for fused, convs in layers.items():
         if any(re.search(p, c) for p in patterns for c in convs):
@@ -218,28 +221,39 @@ def parse_args(argv=None):
     return args
 
 
+def _fail(message):
+    """One sentence on stderr, exit status 2 (bad input), as every tool of the project."""
+    print('error: %s' % message, file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     args = parse_args(argv)
     out_paths = checkpoint_paths(args.output, 0)
+    if not os.path.basename(args.output):
+        _fail('--output %s names a folder, not a checkpoint prefix (e.g. %smnet.25-int8)' % (args.output, args.output))
+    sources = checkpoint_paths(args.prefix, args.epoch)
+    if os.path.realpath(args.output) == os.path.realpath(args.prefix) or any(
+            os.path.exists(o) and os.path.exists(i) and os.path.samefile(o, i) for o in out_paths for i in sources):
+        _fail('--output %s is the input checkpoint %s (reached through a link?): the fp32 checkpoint is kept, '
+              'choose another --output' % (args.output, args.prefix))
     if not args.overwrite and any(os.path.exists(p) for p in out_paths):
-        sys.exit('error: %s exists; pass --overwrite to replace it' % ' / '.join(p for p in out_paths
-                                                                                  if os.path.exists(p)))
-    if os.path.abspath(args.output) == os.path.abspath(args.prefix):
-        sys.exit('error: --output must differ from --prefix (the fp32 checkpoint is kept)')
+        _fail('%s exists; pass --overwrite to replace it' % ' / '.join(p for p in out_paths if os.path.exists(p)))
     try:
+        for path in out_paths + (args.output + '-quantize.json',):
+            refuse_symlink(path)
+        check_writable_dir(os.path.dirname(os.path.abspath(args.output)))  # before the calibration, not after
         paths = calibration_images(args.calib, args.num_calib, args.seed)
         t0 = time.time()
         qsym, qargs, qauxs, info = quantize(args.prefix, args.epoch, paths, args.calib_mode,
                                             [k.strip() for k in args.keep_fp32.split(',')], args.network)
-    except (CheckpointError, ValueError) as err:
-        sys.exit('error: %s' % err)
-    save_checkpoint(args.output, 0, qsym, qargs, qauxs)
-    info['seconds'] = round(time.time() - t0, 1)
-    tmp = args.output + '-quantize.json.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(info, f, indent=1)
-    os.replace(tmp, args.output + '-quantize.json')
+        save_checkpoint(args.output, 0, qsym, qargs, qauxs)
+        info['seconds'] = round(time.time() - t0, 1)
+        with atomic_open(args.output + '-quantize.json') as f:
+            json.dump(info, f, indent=1)
+    except (CheckpointError, ValueError, OSError) as err:
+        _fail(str(err))
     logger.info('wrote %s and %s (%d layers INT8, %d kept fp32, %d calibration images, %.0f s)',
                 out_paths[0], out_paths[1], info['quantized_layers'], len(info['fused_layers_kept_fp32']),
                 len(paths), info['seconds'])
