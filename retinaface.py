@@ -36,6 +36,7 @@ from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E
 from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout, two_class_softmax  # noqa: E402
 from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
 from rcnn.processing.pose import large_pose  # noqa: E402
+from rcnn.symbol.common import PRESET_ATTR  # noqa: E402
 
 __all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
 logger = logging.getLogger(__name__)
@@ -148,6 +149,12 @@ def cls_softmax_on_host(sym):
     return (mx.sym.Group(outputs) if moved else sym), moved
 
 
+def trained_preset(sym):
+    """The anchor preset a graph records (train.py writes it into the test graph), or None (published models)."""
+    presets = {attrs[PRESET_ATTR] for attrs in sym.attr_dict().values() if PRESET_ATTR in attrs}
+    return presets.pop() if len(presets) == 1 else None
+
+
 def check_detect_args(threshold, scales):
     """(threshold, list of scales) checked: ValueError saying what is wrong."""
     try:
@@ -221,6 +228,11 @@ class RetinaFace:
         self.landmark_std = preset['landmark_std']
         self.sym, args, auxs = load_checkpoint(prefix, epoch)
         self.params_path = '%s-%04d.params' % (prefix, epoch)
+        trained = trained_preset(self.sym)
+        if trained is not None and trained != network:
+            raise CheckpointError('%s-symbol.json was trained with the anchor preset %r, not network=%r: load it with '
+                                  "network='%s' (test.py / retinaface.py: --network %s)"
+                                  % (prefix, trained, network, trained, trained))
         try:
             self._heads = head_layout(self.sym.list_outputs(), self._feat_stride_fpn, network,
                                       '%s-symbol.json' % prefix)

@@ -438,8 +438,8 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
         return 130
     logger.info('training done in %.1f min; final checkpoint %s-%04d.params', (time.time() - start) / 60, prefix,
                 args.end_epoch)
-    logger.info('evaluate it with: python test.py --prefix %s --epoch %d (the defaults pick the newest checkpoint '
-                'of %s)', prefix, args.end_epoch, DEFAULT_PREFIX)
+    logger.info('evaluate it with: python test.py --network %s --prefix %s --epoch %d (the defaults pick the newest '
+                'checkpoint of %s)', args.anchors, prefix, args.end_epoch, DEFAULT_PREFIX)
     return 0
 
 
