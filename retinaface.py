@@ -203,6 +203,8 @@ class RetinaFace:
 
     def __init__(self, prefix, epoch, ctx_id=0, network='net3', nms=0.4, nocrop=False, decay4=0.5, vote=False,
                  max_side=8192):
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError('epoch must be a non-negative int (the NNNN of prefix-NNNN.params), got %r' % (epoch,))
         preset = anchor_config(network)
         self.network = network
         self.ctx_id = int(ctx_id)

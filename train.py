@@ -11,6 +11,7 @@ One checkpoint per epoch, ``<prefix>-symbol.json`` (the 9-output test graph Reti
 atomically; ``--resume`` continues from the newest one, momentum included.
 """
 import argparse
+import glob
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ from rcnn.core.loader import CropLoader, DataWorkerError
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
-from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, open_append
+from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, open_append, refuse_symlink
 from rcnn.symbol import get_backbone, get_symbol
 from rcnn.symbol.common import label_names
 
@@ -159,6 +160,13 @@ def save_optimizer_states(mod, prefix, epoch):
     with atomic_path(path, 'optimizer state') as tmp:
         mod.save_optimizer_states(tmp)
     return path
+
+
+def refuse_planted_links(prefix):
+    """UnsafeOutputError when a file this run would write (or delete) is a symbolic link."""
+    for path in ['%s%s' % (prefix, s) for s in ('.lock', '-config.json', '-train.log', '-symbol.json')] + \
+            glob.glob(glob.escape(prefix) + '-[0-9][0-9][0-9][0-9].*'):
+        refuse_symlink(path, 'training output')
 
 
 def setup_logging(prefix):
@@ -296,6 +304,7 @@ def main(argv=None):
         return 2
     try:
         check_writable_dir(os.path.dirname(os.path.abspath(prefix)), '--prefix folder')
+        refuse_planted_links(prefix)
         lock = PrefixLock(prefix)  # held until the process ends
     except (CheckpointError, OSError) as err:
         print('error: %s' % err, flush=True)
@@ -431,6 +440,11 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
                 else 'no checkpoint was written')
         logger.error('training stopped: %s; %s. Try a lower --lr.', err, kept)
         return 3
+    except OSError as err:  # a checkpoint that could not be written: full disk, a planted symlink, permissions
+        kept = ('last complete checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
+                else 'no checkpoint was written')
+        logger.error('error: %s; %s', err.strerror and '%s: %s' % (err.filename or prefix, err.strerror) or err, kept)
+        return 2
     except KeyboardInterrupt:
         kept = ('last complete checkpoint: %s-%04d.params (--resume continues from it)' % (prefix, last_saved[0])
                 if last_saved[0] else 'no checkpoint was written')

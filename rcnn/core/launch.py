@@ -1,20 +1,147 @@
-"""MXNet's distributed launcher (``mxnet/tools/launch.py`` + dmlc_tracker), usable on Python >= 3.9.
+"""Distributed launcher for MXNet's parameter-server kvstore (``dist_sync``, ``dist_async``...).
 
-    python -m rcnn.core.launch -n 2 -s 1 --launcher ssh -H hosts python train.py --kvstore dist_sync ...
     python -m rcnn.core.launch -n 2 -s 1 --launcher local python train.py --kvstore dist_sync ...
+    python -m rcnn.core.launch -n 2 -s 1 --launcher ssh -H hosts python train.py --kvstore dist_sync ...
 
-The dmlc_tracker shipped with mxnet 1.9.1 calls ``Thread.isAlive``, removed in Python 3.9, so the
-stock ``launch.py`` dies on Python 3.11 before any job starts. This restores that alias and then runs
-the stock launcher unchanged, with all its options.
+``--launcher local`` (every process on this machine) is run here: one scheduler, the servers and the
+workers, each in its own process group with the DMLC_* environment MXNet reads. The job ends as a whole:
+when every worker has finished it waits for the servers and the scheduler, and when any process dies or
+fails (a killed worker, a bad flag) it names that process, stops all the others (their data workers too)
+and exits non-zero, so a dead worker never leaves the rest waiting forever at a barrier. Ctrl-C or a
+SIGTERM to the launcher stops the whole job the same way; its children are also told to die with it
+(PR_SET_PDEATHSIG) should the launcher itself be killed.
+
+Other launchers (ssh, mpi, sge, yarn) run the stock ``mxnet/tools/launch.py`` with dmlc_tracker, after
+restoring ``Thread.isAlive`` (removed in Python 3.9), which the stock tracker still calls.
 """
+import argparse
+import ctypes
 import importlib.util
 import os
 import runpy
+import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
+
+__all__ = ['main', 'run_local']
+GRACE = 10.0       # seconds between SIGTERM and SIGKILL when the job is stopped
+FINISH_WAIT = 120  # seconds the servers and the scheduler get to finish after the last worker ended
+PR_SET_PDEATHSIG = 1
 
 
-def main():
+def _die_with_parent():
+    """In the child before exec: a new session (own process group), and SIGKILL when the launcher dies."""
+    os.setsid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _describe(status):
+    return 'was killed by signal %d (%s)' % (-status, signal.Signals(-status).name) if status < 0 else \
+        'exited with status %d' % status
+
+
+class _Job:
+    def __init__(self, command, workers, servers):
+        port = _free_port()
+        self.base = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(port),
+                         DMLC_NUM_WORKER=str(workers), DMLC_NUM_SERVER=str(servers), DMLC_JOB_CLUSTER='local')
+        self.command = command
+        self.procs = []  # (name, Popen)
+        self.roles = [('scheduler', 0)] + [('server', i) for i in range(servers)] + \
+            [('worker', i) for i in range(workers)]
+
+    def start(self):
+        for role, index in self.roles:
+            env = dict(self.base, DMLC_ROLE=role, DMLC_TASK_ID=str(index))
+            proc = subprocess.Popen(self.command, env=env, preexec_fn=_die_with_parent)
+            name = role if role == 'scheduler' else '%s %d' % (role, index)
+            self.procs.append((name, proc))
+            print('launch: started %s (pid %d)' % (name, proc.pid), file=sys.stderr, flush=True)
+
+    def stop(self):
+        """SIGTERM to every process group still running, SIGKILL after GRACE seconds."""
+        alive = [p for _, p in self.procs if p.poll() is None]
+        for sig, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, 5.0)):
+            for proc in alive:
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + wait
+            while time.time() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.1)
+            alive = [p for p in alive if p.poll() is None]
+            if not alive:
+                break
+        for _, proc in self.procs:  # the groups of finished processes too: their data workers, if any remain
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def wait(self):
+        """Exit status of the job: 0 when every process ended well; else the failing one is named and the
+        others are stopped."""
+        finished_at = None
+        while True:
+            for name, proc in self.procs:
+                status = proc.poll()
+                if status is not None and status != 0:
+                    print('launch: %s (pid %d) %s: stopping the job' % (name, proc.pid, _describe(status)),
+                          file=sys.stderr, flush=True)
+                    self.stop()
+                    return status if status > 0 else 128 - status
+            workers = [p for n, p in self.procs if n.startswith('worker')]
+            if all(p.poll() == 0 for p in workers):
+                if all(p.poll() == 0 for _, p in self.procs):
+                    return 0
+                finished_at = finished_at or time.time()
+                if time.time() - finished_at > FINISH_WAIT:
+                    left = [n for n, p in self.procs if p.poll() is None]
+                    print('launch: every worker finished but %s did not end within %d s: stopping it'
+                          % (', '.join(left), FINISH_WAIT), file=sys.stderr, flush=True)
+                    self.stop()
+                    return 0
+            time.sleep(0.2)
+
+
+def run_local(command, workers, servers):
+    """Run a local parameter-server job; returns its exit status."""
+    job = _Job(command, workers, servers)
+    interrupted = []
+
+    def on_signal(signum, _frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        job.start()
+        return job.wait()
+    except KeyboardInterrupt:
+        sig = interrupted[0] if interrupted else signal.SIGINT
+        print('launch: %s: stopping the job' % signal.Signals(sig).name, file=sys.stderr, flush=True)
+        job.stop()
+        return 128 + sig
+    finally:
+        job.stop()  # nothing is left behind, however the job ended
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _stock_launcher():
     if not hasattr(threading.Thread, 'isAlive'):
         threading.Thread.isAlive = threading.Thread.is_alive
     spec = importlib.util.find_spec('mxnet')
@@ -27,5 +154,26 @@ def main():
     runpy.run_path(launcher, run_name='__main__')
 
 
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description='Launch a distributed MXNet job (parameter server).', add_help=True)
+    p.add_argument('-n', '--num-workers', type=int, required=True, help='worker processes')
+    p.add_argument('-s', '--num-servers', type=int, help='server processes (default: as many as workers)')
+    p.add_argument('--launcher', default='ssh', help="'local' runs here; others use MXNet's stock launcher")
+    p.add_argument('command', nargs=argparse.REMAINDER, help='the command every process runs')
+    known, _ = p.parse_known_args(argv)
+    if known.launcher != 'local':
+        return _stock_launcher()
+    args = p.parse_args(argv)
+    if not args.command:
+        p.error('no command to launch (e.g. python train.py --kvstore dist_sync ...)')
+    if args.num_workers < 1:
+        p.error('-n must be >= 1, got %d' % args.num_workers)
+    servers = args.num_workers if args.num_servers is None else args.num_servers
+    if servers < 1:
+        p.error('-s must be >= 1 for the parameter-server kvstore, got %d' % servers)
+    return run_local(args.command, args.num_workers, servers)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

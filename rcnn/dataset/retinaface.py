@@ -306,6 +306,13 @@ class RetinaFaceDataset:
             xywh = rec['boxes_xywh']
             boxes = xywh_to_boxes(xywh, width, height)
             valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            outside = (~valid) & (xywh[:, 2] > 0) & (xywh[:, 3] > 0)  # a real box, but none of it in the image
+            for line in rec['lines'][outside][:3]:
+                logger.warning('%s:%d: face box %s lies outside its %dx%d image: not used', self.label_path, line,
+                               ' '.join('%g' % v for v in xywh[rec['lines'] == line][0]), width, height)
+            if outside.sum() > 3:
+                logger.warning('%s:%d: %d more face boxes of this image lie outside it', self.label_path,
+                               rec['line'], outside.sum() - 3)
             entry = {'image': path, 'width': width, 'height': height, 'flipped': False,
                      'boxes': boxes[valid].astype(np.float32), 'landmarks': rec['landmarks'][valid],
                      'blur': rec['blur'][valid], 'label_line': rec['lines'][valid], 'rel_path': rec['path'],

@@ -37,6 +37,8 @@ def large_pose(landmark, bbox):
     bbox = np.asarray(bbox, dtype=np.float64).reshape(-1)
     if bbox.size < 4:
         raise ValueError('bbox must hold x1, y1, x2, y2, got %d values' % bbox.size)
+    if not (np.isfinite(p).all() and np.isfinite(bbox[:4]).all()):
+        raise ValueError('landmarks and bbox must be finite numbers (no pose can be told from NaN/inf)')
     t = [_angle(p[o], p[a], p[b]) for o, a, b in (
         (EYE_L, MOUTH_L, NOSE), (EYE_R, NOSE, MOUTH_R),      # t1, t2: nose seen from each eye
         (EYE_L, NOSE, EYE_R), (EYE_R, EYE_L, NOSE),          # t3, t4: eye line against the nose

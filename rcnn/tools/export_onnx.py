@@ -14,13 +14,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from rcnn.fileio import atomic_path, check_writable_dir, refuse_symlink  # noqa: E402
 from rcnn.tools import fused_or_int8_op  # noqa: E402
 
 OPSET = 13
@@ -68,11 +68,8 @@ def export(prefix, epoch, output, probe=(1, 3, 640, 640)):
     for name in fixed_gammas(sym):
         if name in params:
             params[name] = mx.nd.ones_like(params[name])
-    out_dir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.onnx.tmp', dir=out_dir)
-    os.close(fd)
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with atomic_path(output, 'ONNX file') as tmp:  # never through a symlink; the usual file mode, not 0600
         try:
             mx.onnx.export_model(sym, params, in_shapes=[probe], in_types=np.float32, onnx_file_path=tmp,
                                  dynamic=True, dynamic_input_shapes=[(None, 3, None, None)])
@@ -81,10 +78,6 @@ def export(prefix, epoch, output, probe=(1, 3, 640, 640)):
         model = onnx.load(tmp)
         finish(model, onnx)
         onnx.save(model, tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return [o.name for o in model.graph.output]
 
 
@@ -115,12 +108,21 @@ def main(argv=None):
     p.add_argument('--output', required=True, help='the .onnx file to write')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --output')
     args = p.parse_args(argv)
+
+    def fail(message):
+        print('error: %s' % message, file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    if os.path.isdir(args.output):
+        fail('--output %s is a folder: name the .onnx file to write' % args.output)
     if os.path.exists(args.output) and not args.overwrite:
-        sys.exit('error: %s exists; pass --overwrite to replace it' % args.output)
+        fail('%s exists; pass --overwrite to replace it' % args.output)
     try:
+        refuse_symlink(args.output)
+        check_writable_dir(os.path.dirname(os.path.abspath(args.output)))
         names = export(args.prefix, args.epoch, args.output)
-    except (CheckpointError, ExportError) as err:
-        sys.exit('error: %s' % err)
+    except (CheckpointError, ExportError, OSError) as err:
+        fail(str(err))
     print('wrote %s (opset %d, input data [batch, 3, height, width], %d outputs: %s)'
           % (args.output, OPSET, len(names), ', '.join(names)))
 

@@ -1,0 +1,376 @@
+"""The second reliability probe: nothing followed, nothing clobbered, nothing executed, nothing hangs.
+
+Each test plants the fault it is about (a symlink, a crafted cache, a bad label path, a killed worker,
+two threads) and checks the clear error or the documented handling.
+"""
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, shared_path
+from rcnn.core.checkpoint import list_epochs
+from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, parse_label_file
+from rcnn.dataset.synthetic import generate
+from retinaface import RetinaFace
+from test_failures import eval_args, run, train_args
+from test_train import quick_args
+
+VICTIM_TEXT = 'precious data\n'
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp('probe')
+    generate(str(root / 'retinaface'), train=6, val=3, seed=21)
+    return root
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / 'victim.txt'
+    path.write_text(VICTIM_TEXT)
+    return path
+
+
+def _untouched(victim):
+    assert victim.read_text() == VICTIM_TEXT
+
+
+def _evil_pickle(path, marker):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ('touch %s' % marker,))
+    with open(path, 'wb') as f:
+        pickle.dump({'digest': 'x', 'roidb': Evil(), 'skipped': []}, f)
+
+
+# ------------------------------------------------------------------------------------------ security
+def test_roidb_cache_is_json_and_a_planted_pickle_never_runs(tiny, tmp_path):
+    root = tmp_path / 'root'
+    (root / 'cache').mkdir(parents=True)
+    marker = tmp_path / 'payload-ran'
+    for name in ('retinaface_train_gt_roidb.pkl', 'retinaface_train_gt_roidb.json'):
+        _evil_pickle(root / 'cache' / name, marker)
+    res = run('train.py', quick_args(tiny, str(tmp_path / 'm'), '--root_path', root, '--end_epoch', 1,
+                                     '--max_batches', 1))
+    assert res.returncode == 0, res.stdout[-2000:]
+    assert not marker.exists()
+    cache = root / 'cache' / 'retinaface_train_gt_roidb.json'
+    data = json.loads(cache.read_text())  # rebuilt over the crafted file: plain JSON
+    assert data['version'] == 4 and len(data['roidb']) == 6
+    ds = RetinaFaceDataset('train', str(root), str(tiny / 'retinaface'))
+    again = ds.gt_roidb()
+    fresh = RetinaFaceDataset('train', str(tmp_path / 'other'), str(tiny / 'retinaface')).gt_roidb()
+    for a, b in zip(again, fresh):  # the cache gives back exactly what a fresh build gives
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], np.ndarray):
+                assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+            else:
+                assert a[k] == b[k], k
+
+
+@pytest.mark.parametrize('suffix', ['.lock', '-config.json', '-train.log', '-0001.params', '-symbol.json'])
+def test_train_never_writes_through_a_planted_symlink(tiny, tmp_path, victim, suffix):
+    prefix = str(tmp_path / 'm')
+    os.symlink(victim, prefix + suffix)
+    res = run('train.py', quick_args(tiny, prefix, '--end_epoch', 1, '--max_batches', 1))
+    _untouched(victim)
+    assert res.returncode == 2 and 'symbolic link' in res.stdout + res.stderr, res.stdout[-2000:]
+    assert 'Traceback' not in res.stdout + res.stderr
+    assert os.path.islink(prefix + suffix)
+
+
+def test_eval_writers_never_follow_symlinks(tmp_path, victim):
+    generate(str(tmp_path / 'retinaface'), train=1, val=2, seed=7)
+    out = tmp_path / 'out'
+    assert run('test.py', eval_args(tmp_path, out)).returncode == 0
+    for name in ('ap.json', 'pr_curves.png'):
+        (out / name).unlink()
+        os.symlink(victim, out / name)
+        res = run('test.py', eval_args(tmp_path, out))
+        _untouched(victim)
+        assert res.returncode == 2 and 'symbolic link' in res.stdout, res.stdout[-2000:]
+        (out / name).unlink()
+    res = subprocess.run([sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(out), '--label',
+                          str(tmp_path / 'retinaface' / 'val' / 'label.txt'), '--output', str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0
+    os.replace(out / 'ap.json', tmp_path / 'ap.json')
+    os.symlink(victim, out / 'ap.json')
+    res = subprocess.run([sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(out), '--label',
+                          str(tmp_path / 'retinaface' / 'val' / 'label.txt')], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and 'symbolic link' in res.stderr
+    _untouched(victim)
+    (out / 'run.json').unlink()
+    os.symlink(victim, out / 'run.json')
+    res = run('test.py', eval_args(tmp_path, out, '--overwrite'))
+    assert res.returncode == 2 and 'symbolic link' in res.stdout
+    _untouched(victim)
+
+
+def test_result_files_never_follow_symlinks(tmp_path, victim):
+    generate(str(tmp_path / 'retinaface'), train=1, val=2, seed=8)
+    out = tmp_path / 'out'
+    assert run('test.py', eval_args(tmp_path, out)).returncode == 0
+    result = sorted((out / '0--Parade').glob('*.txt'))[0]
+    result.unlink()
+    os.symlink(victim, result)
+    res = run('test.py', eval_args(tmp_path, out, '--overwrite'))
+    assert res.returncode == 2 and str(result) in res.stdout
+    _untouched(victim)
+    os.unlink(result)
+    shutil.rmtree(out / '0--Parade')
+    os.symlink(tmp_path, out / '0--Parade')  # an event folder that leads out of the output folder
+    res = run('test.py', eval_args(tmp_path, out, '--overwrite'))
+    assert res.returncode == 2 and 'symbolic link' in res.stdout
+    assert not list(tmp_path.glob('*.txt')) or sorted(p.name for p in tmp_path.glob('*.txt')) == ['victim.txt']
+
+
+@pytest.mark.parametrize('path, why', [('0--Parade/../../top.jpg', "contains '..'"), ('/etc/x.jpg', 'is absolute'),
+                                       ('..\\up.jpg', "contains '..'")])
+def test_label_paths_stay_inside_the_images_folder(tmp_path, path, why):
+    label = tmp_path / 'label.txt'
+    label.write_text('# 0--Parade/a.jpg\n1 2 3 4\n# %s\n1 2 3 4\n' % path)
+    with pytest.raises(AnnotationError, match=r"label.txt:3: image path .* %s" % why.replace('.', r'\.')):
+        parse_label_file(str(label))
+
+
+def test_eval_refuses_a_label_path_leaving_the_split(tmp_path):
+    generate(str(tmp_path / 'retinaface'), train=1, val=2, seed=9)
+    label = tmp_path / 'retinaface' / 'val' / 'label.txt'
+    text = label.read_text()
+    first = text.splitlines()[0]
+    label.write_text(text.replace(first, '# 0--Parade/../../../top.jpg', 1))
+    res = run('test.py', eval_args(tmp_path, tmp_path / 'out'))
+    assert res.returncode == 2 and "label.txt:1: image path '0--Parade/../../../top.jpg' contains '..'" in res.stdout
+    assert not (tmp_path / 'top.txt').exists() and not list(tmp_path.rglob('top.txt'))
+
+
+def test_bom_in_label_file_is_read(tmp_path):
+    label = tmp_path / 'label.txt'
+    label.write_bytes(b'\xef\xbb\xbf# 0--Parade/a.jpg\n1 2 3 4\n')
+    recs = parse_label_file(str(label))
+    assert recs[0]['path'] == '0--Parade/a.jpg' and len(recs[0]['boxes_xywh']) == 1
+
+
+# ------------------------------------------------------------------------------------------ data loss
+def _photos(folder, n=2):
+    folder.mkdir()
+    img = cv2.resize(cv2.imread(shared_path('images', 't1.jpg')), (320, 222))
+    for i in range(n):
+        cv2.imwrite(str(folder / ('p%d.jpg' % i)), img)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_cli_never_overwrites_inputs_through_links_nor_outputs_without_flag(tmp_path, mnet25_prefix, victim):
+    photos = tmp_path / 'photos'
+    before = _photos(photos)
+    link = tmp_path / 'link'
+    os.symlink(photos, link)
+    for image, output in ((link, photos), (photos, link), (link / 'p0.jpg', photos / 'p0.jpg')):
+        res = run('retinaface.py', ['--prefix', mnet25_prefix, '--image', image, '--output', output, '--scale', 1])
+        assert res.returncode == 2 and ('replace' in res.stderr), res.stderr[-1000:]
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+    out = tmp_path / 'drawn'
+    args = ['--prefix', mnet25_prefix, '--image', photos, '--output', out, '--scale', 1]
+    assert run('retinaface.py', args).returncode == 0
+    drawn = (out / 'p0.jpg').read_bytes()
+    res = run('retinaface.py', args)
+    assert res.returncode == 2 and 'pass --overwrite' in res.stderr
+    assert run('retinaface.py', args + ['--overwrite']).returncode == 0
+    (out / 'detections.json').unlink()
+    os.symlink(victim, out / 'detections.json')
+    res = run('retinaface.py', args + ['--overwrite'])
+    assert res.returncode == 2 and 'symbolic link' in res.stderr
+    _untouched(victim)
+    assert (out / 'p0.jpg').read_bytes() == drawn
+
+
+def test_quantize_never_replaces_its_source_through_a_link(tmp_path, mnet25_prefix):
+    src = tmp_path / 'src'
+    src.mkdir()
+    for suffix in ('-symbol.json', '-0000.params'):
+        shutil.copy(mnet25_prefix + suffix, src / ('mnet.25' + suffix))
+    before = (src / 'mnet.25-0000.params').read_bytes()
+    os.symlink(src, tmp_path / 'link')
+    res = subprocess.run([sys.executable, '-m', 'rcnn.tools.quantize', '--prefix', str(src / 'mnet.25'), '--epoch', '0',
+                          '--calib', shared_path('widerface', 'retinaface', 'train'), '--num_calib', '1',
+                          '--output', str(tmp_path / 'link' / 'mnet.25'), '--overwrite'],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and 'is the input checkpoint' in res.stderr, res.stderr[-2000:]
+    assert (src / 'mnet.25-0000.params').read_bytes() == before
+    res = subprocess.run([sys.executable, '-m', 'rcnn.tools.quantize', '--prefix', str(src / 'mnet.25'),
+                          '--calib', shared_path('widerface', 'retinaface', 'train'), '--keep_fp32', 'backbon,heads',
+                          '--output', str(tmp_path / 'q')], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and "--keep_fp32: 'backbon' matches no layer" in res.stderr, res.stderr[-2000:]
+
+
+def test_resume_refuses_a_checkpoint_of_another_graph(tiny, tmp_path):
+    cov = shared_path('models', 'mnet_cov2-0000.params')[:-len('-0000.params')]
+    prefix = str(tmp_path / 'copy')
+    for suffix in ('-symbol.json', '-0000.params'):
+        shutil.copy(cov + suffix, prefix + suffix)
+    os.replace(prefix + '-0000.params', prefix + '-0001.params')
+    before = {p: open(p, 'rb').read() for p in (prefix + '-symbol.json', prefix + '-0001.params')}
+    res = run('train.py', quick_args(tiny, prefix, '--end_epoch', 2, '--resume'))
+    assert res.returncode == 2 and 'does not fit the training graph' in res.stdout, res.stdout[-2000:]
+    assert {p: open(p, 'rb').read() for p in before} == before
+
+
+def test_overwrite_deletes_nothing_when_the_inputs_are_bad(tmp_path):
+    generate(str(tmp_path / 'retinaface'), train=3, val=1, seed=4)
+    prefix = str(tmp_path / 'm')
+    assert run('train.py', train_args(tmp_path, prefix, '--end_epoch', 1)).returncode == 0
+    label = tmp_path / 'retinaface' / 'train' / 'label.txt'
+    label.write_text(label.read_text() + '1 2 three 4\n')
+    res = run('train.py', train_args(tmp_path, prefix, '--end_epoch', 1, '--overwrite'))
+    assert res.returncode == 2 and 'not a list of numbers' in res.stdout
+    assert list_epochs(prefix) == [1]
+
+
+def test_pretrained_that_does_not_fit_the_backbone_is_refused(tiny, tmp_path):
+    r50 = tmp_path / 'r50'
+    ours = tmp_path / 'ours'
+    assert run('train.py', quick_args(tiny, str(ours), '--end_epoch', 1, '--max_batches', 1)).returncode == 0
+    res = run('train.py', quick_args(tiny, str(r50), '--network', 'resnet', '--pretrained', ours,
+                                     '--pretrained_epoch', 1, '--end_epoch', 1, '--max_batches', 1))
+    assert res.returncode == 2 and 'hold no tensor of the resnet backbone' in res.stdout, res.stdout[-2000:]
+
+
+def test_too_small_training_set_is_one_sentence(tmp_path):
+    generate(str(tmp_path / 'retinaface'), train=2, val=1, seed=2)
+    res = run('train.py', quick_args(tmp_path, str(tmp_path / 'm'), '--batch_images', 8, '--end_epoch', 1))
+    assert res.returncode == 2 and 'fewer than one batch of 8' in res.stdout
+    assert 'Traceback' not in res.stdout + res.stderr and '_pool' not in res.stderr
+
+
+# ------------------------------------------------------------------------------------------ hangs
+def test_launcher_ends_the_job_when_a_worker_is_killed(tiny, tmp_path):
+    prefix = str(tmp_path / 'dist')
+    cmd = [sys.executable, '-m', 'rcnn.core.launch', '-n', '2', '-s', '1', '--launcher', 'local',
+           sys.executable, os.path.join(ROOT, 'train.py')] + \
+        [str(a) for a in quick_args(tiny, prefix, '--end_epoch', 500, '--lr_step', '600', '--kvstore', 'dist_sync',
+                                    '--max_batches', 1, '--frequent', 1)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env=dict(os.environ, DMLC_INTERFACE='lo', PS_VERBOSE='0'), start_new_session=True)
+    lines, pids = [], {}
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and sum('Epoch[2]' in line for line in lines) < 2:
+            time.sleep(0.5)
+        assert sum('Epoch[2]' in line for line in lines) >= 2, ''.join(lines)[-3000:]
+        for line in lines:
+            if line.startswith('launch: started '):
+                name, pid = line[len('launch: started '):].rsplit(' (pid ', 1)
+                pids[name] = int(pid.rstrip(')\n'))
+        os.kill(pids['worker 1'], signal.SIGKILL)
+        status = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    reader.join(5)
+    out = ''.join(lines)
+    assert status != 0
+    for name, pid in pids.items():  # nothing left behind
+        assert not os.path.exists('/proc/%d' % pid) or open('/proc/%d/stat' % pid).read().split()[2] == 'Z', name
+    assert 'launch: worker 1 (pid %d) was killed by signal 9' % pids['worker 1'] in out
+
+
+# ------------------------------------------------------------------------------------------ silent results
+def test_detect_is_thread_safe(mnet25_prefix):
+    det = RetinaFace(mnet25_prefix, 0, ctx_id=-1)
+    imgs = [cv2.resize(cv2.imread(shared_path('images', n)), size)
+            for n, size in (('t1.jpg', (320, 224)), ('t4.jpg', (288, 256)), ('t1.jpg', (256, 192)))]
+    expected = [det.detect(im, 0.5) for im in imgs]
+    errors, mismatches = [], []
+
+    def work(k):
+        try:
+            for i in range(12):
+                j = (i + k) % len(imgs)
+                faces, landmarks = det.detect(imgs[j], 0.5)
+                if not (np.array_equal(faces, expected[j][0]) and np.array_equal(landmarks, expected[j][1])):
+                    mismatches.append(j)
+        except Exception as err:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(err))
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not mismatches
+
+
+def test_truncated_jpeg_is_refused_by_detect_and_the_cli(tmp_path, mnet25_prefix):
+    path = tmp_path / 'cut.jpg'
+    data = open(shared_path('images', 't1.jpg'), 'rb').read()
+    path.write_bytes(data[:len(data) // 2])
+    det = RetinaFace(mnet25_prefix, 0, ctx_id=-1)
+    with pytest.raises(ValueError, match='truncated JPEG .*cut.jpg'):
+        det.detect(str(path))
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    shutil.copy(path, folder / 'a_cut.jpg')
+    shutil.copy(shared_path('images', 't1.jpg'), folder / 'b_ok.jpg')
+    cv2.imwrite(str(folder / 'c_thin.png'), np.zeros((1, 5000, 3), np.uint8))
+    res = run('retinaface.py', ['--prefix', mnet25_prefix, '--image', folder, '--output', tmp_path / 'o'])
+    assert res.returncode == 0, res.stderr[-2000:]  # the demo rule: the 1x5000 image exceeds max_side
+    assert 'skipping %s' % (folder / 'a_cut.jpg') in res.stderr and 'c_thin.png' in res.stderr
+    assert list(json.loads((tmp_path / 'o' / 'detections.json').read_text())) == [str(folder / 'b_ok.jpg')]
+
+
+def test_small_fixes_of_the_probe(tmp_path, mnet25_prefix):
+    from rcnn.processing.pose import large_pose
+    with pytest.raises(ValueError, match='finite'):
+        large_pose(np.full((5, 2), np.nan), [0, 0, 10, 10])
+    with pytest.raises(ValueError, match='epoch must be a non-negative int'):
+        RetinaFace(mnet25_prefix, '0', ctx_id=-1)
+    res = run('retinaface.py', ['--prefix', mnet25_prefix, '--image', shared_path('images', 't1.jpg'),
+                                '--mask_thresh', 'nan', '--output', tmp_path / 'x.jpg'])
+    assert res.returncode == 2 and '--mask_thresh must lie in [0, 1]' in res.stderr
+    det = RetinaFace(mnet25_prefix, 0, ctx_id=-1)
+    img = cv2.imread(shared_path('images', 't1.jpg'))
+    for s in (0.5, 0.75, 1.0, 1.25, 1.5):
+        det.detect(img, 0.5, scales=[s])
+    bound = sum(np.prod(k[:1] + k[2:]) for k in det._executors)
+    assert len(det._executors) <= 8 and bound <= 16_000_000
+    det.release()
+    assert not det._executors
+    assert len(det.detect(img, 0.5)[0]) > 0  # binds again after release
+
+
+def test_eval_input_checks_come_first(tmp_path):
+    generate(str(tmp_path / 'retinaface'), train=1, val=2, seed=12)
+    res = run('test.py', eval_args(tmp_path, tmp_path / 'o', '--gt', tmp_path / 'nowhere'))
+    assert res.returncode == 2 and 'wider_easy_val.mat' in res.stderr and not (tmp_path / 'o').exists()
+    res = run('test.py', eval_args(tmp_path, tmp_path / 'o2', '--scales', 0))
+    assert res.returncode == 2 and '--scales must be positive' in res.stderr and not (tmp_path / 'o2').exists()
+    out = tmp_path / 'o3'
+    assert run('test.py', eval_args(tmp_path, out)).returncode == 0
+    for content in ('[]', 'null'):
+        (out / 'run.json').write_text(content)
+        res = run('test.py', eval_args(tmp_path, out))
+        assert res.returncode == 2 and 'holds results of another run' in res.stdout and 'Traceback' not in res.stderr
+    empty = tmp_path / 'nothing'
+    empty.mkdir()
+    res = subprocess.run([sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(empty), '--label',
+                          str(tmp_path / 'retinaface' / 'val' / 'label.txt'), '--subset'],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and 'no prediction file' in res.stderr
