@@ -3,9 +3,17 @@
 Samples are produced by worker processes (``workers`` > 0) so that the network is not starved; each
 batch's random stream is seeded from (seed, epoch, batch), so results do not depend on the number of
 workers or their timing.
+
+Batches are handed over in shared memory: the loader maps a ring of batch slots (data and every label
+array, float32) before the workers are forked; a worker writes its batch straight into a slot and returns
+only a face count, and the main process wraps each slot once as zero-copy NDArrays. Nothing is pickled
+and nothing is copied in the main process. A slot is refilled only after MXNet has finished reading it
+and the batch has left the consumer's hands (the two most recent batches stay valid: the one training
+and the one prefetched, as ``train.fit`` holds them).
 """
 import collections
 import logging
+import mmap
 import multiprocessing as mp
 
 import cv2
@@ -15,9 +23,11 @@ import numpy as np
 from rcnn.io.image import get_crop_image
 from rcnn.io.rpn import AnchorAssigner
 
-__all__ = ['CropLoader', 'make_batch', 'DataWorkerError']
+__all__ = ['CropLoader', 'make_batch', 'DataWorkerError', 'BatchSlot']
 logger = logging.getLogger(__name__)
 _STATE = {}
+MADV_POPULATE_WRITE = 23  # linux/mman.h
+HELD_BY_CONSUMER = 2  # batches a consumer may still use after taking the next one (fit: current + following)
 
 
 class DataWorkerError(RuntimeError):
@@ -27,28 +37,84 @@ class DataWorkerError(RuntimeError):
 WORKER_TIMEOUT = 600  # seconds without a batch before a dead data worker is reported (a lost task never returns)
 
 
-def _init_worker(roidb, cfg):
+class BatchSlot:
+    """One batch worth of float32 arrays in one shared anonymous mapping (inherited by forked workers).
+
+    ``arrays`` are writable numpy views (what a worker fills); ``nds`` zero-copy NDArrays over the same memory,
+    made once in the main process (``ndarrays``).
+    """
+
+    def __init__(self, shapes):
+        self.shapes = list(shapes)  # [(name, shape)], data first
+        sizes = [int(np.prod(shape)) * 4 for _, shape in self.shapes]
+        self._map = mmap.mmap(-1, max(1, sum(sizes)))
+        self.arrays, offset = {}, 0
+        for (name, shape), size in zip(self.shapes, sizes):
+            self.arrays[name] = np.frombuffer(self._map, dtype=np.float32, count=size // 4,
+                                              offset=offset).reshape(shape)
+            offset += size
+        self.nds = None
+        self.prefault()
+
+    def prefault(self):
+        """Map every page of the slot into this process now (MADV_POPULATE_WRITE, Linux >= 5.14): the first
+        batches are then not slowed by ~14k page faults each. It changes no data; where unsupported, a no-op."""
+        try:
+            self._map.madvise(MADV_POPULATE_WRITE)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def ndarrays(self):
+        """{name: NDArray} aliasing the slot (made on first use; numpy views for them are read-only)."""
+        if self.nds is None:
+            self.nds = {}
+            for (name, shape), offset in zip(self.shapes, self._offsets()):
+                view = np.frombuffer(self._map, dtype=np.float32, count=int(np.prod(shape)), offset=offset)
+                self.nds[name] = mx.nd.from_numpy(view.reshape(shape), zero_copy=True)
+        return self.nds
+
+    def _offsets(self):
+        offsets, offset = [], 0
+        for _, shape in self.shapes:
+            offsets.append(offset)
+            offset += int(np.prod(shape)) * 4
+        return offsets
+
+    def wait_idle(self):
+        """Block until the engine has no pending read or write of the slot's NDArrays (safe to overwrite)."""
+        for nd in (self.nds or {}).values():
+            mx.base.check_call(mx.base._LIB.MXNDArrayWaitToWrite(nd.handle))
+
+
+def _loader_state(roidb, cfg, slots):
+    return {'roidb': roidb, 'cfg': cfg, 'slots': slots,
+            'assigner': AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, cfg.IMAGE_SIZE,
+                                       cfg.TRAIN.RPN_POSITIVE_OVERLAP, cfg.TRAIN.RPN_NEGATIVE_OVERLAP,
+                                       cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD, cfg.FACE_LANDMARK)}
+
+
+def _init_worker(roidb, cfg, slots):
+    """Pool initializer: the worker's state (each worker process serves one loader)."""
     cv2.setNumThreads(1)
-    _STATE['roidb'] = roidb
-    _STATE['cfg'] = cfg
-    _STATE['assigner'] = AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, cfg.IMAGE_SIZE,
-                                        cfg.TRAIN.RPN_POSITIVE_OVERLAP, cfg.TRAIN.RPN_NEGATIVE_OVERLAP,
-                                        cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD, cfg.FACE_LANDMARK)
+    for slot in slots:  # this process's page tables do not map the slots yet
+        slot.prefault()
+    _STATE.update(_loader_state(roidb, cfg, slots))
 
 
-def make_batch(job):
-    """(indices, seed) -> (data (B, 3, S, S), {label name: (B, ...)}, faces kept) in the current process."""
-    indices, seed = job
+def make_batch(job, state=None):
+    """(indices, seed, slot) -> faces kept; the batch is written into slot `slot` of `state` (a loader's, in
+    its own process) or of this worker process."""
+    indices, seed, slot = job
+    state = _STATE if state is None else state
     rng = np.random.RandomState(seed)
-    roidb, cfg, assigner = _STATE['roidb'], _STATE['cfg'], _STATE['assigner']
-    datas, labels, faces = [], [], 0
-    for i in indices:
-        tensor, boxes, landmarks = get_crop_image(roidb[i], cfg, rng)
-        datas.append(tensor)
-        labels.append(assigner.assign(boxes, landmarks))
+    roidb, cfg, assigner = state['roidb'], state['cfg'], state['assigner']
+    arrays = state['slots'][slot].arrays
+    faces = 0
+    for b, i in enumerate(indices):
+        _, boxes, landmarks = get_crop_image(roidb[i], cfg, rng, out=arrays['data'][b])
+        assigner.assign_into(arrays, b, boxes, landmarks)
         faces += len(boxes)
-    stacked = {k: np.stack([lab[k] for lab in labels]) for k in labels[0]}
-    return np.stack(datas), stacked, faces
+    return faces
 
 
 class CropLoader(mx.io.DataIter):
@@ -58,6 +124,8 @@ class CropLoader(mx.io.DataIter):
     :param cfg: training config (IMAGE_SIZE, crop/jitter/anchor settings)
     :param workers: worker processes producing batches (0 = in this process)
     :param prefetch: batches requested ahead per worker
+
+    A returned batch's arrays stay valid until two more batches have been taken.
     """
 
     def __init__(self, roidb, cfg, batch_size, shuffle=True, workers=2, seed=0, prefetch=2):
@@ -70,15 +138,24 @@ class CropLoader(mx.io.DataIter):
         self.shuffle, self.seed, self.workers = shuffle, seed, workers
         self.prefetch = max(1, prefetch)
         self.epoch = 0
-        _init_worker(roidb, cfg)
-        self.assigner = _STATE['assigner']
         size = cfg.IMAGE_SIZE
+        assigner = AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, size, landmarks=cfg.FACE_LANDMARK)
         self.provide_data = [mx.io.DataDesc('data', (batch_size, 3, size, size))]
-        self.provide_label = [mx.io.DataDesc(n, s) for n, s in self.assigner.label_shapes(batch_size)]
+        self.provide_label = [mx.io.DataDesc(n, s) for n, s in assigner.label_shapes(batch_size)]
         self.data_name, self.label_name = ['data'], [d.name for d in self.provide_label]
-        self._pool = None
-        if workers > 0:
-            self._pool = mp.get_context('fork').Pool(workers, initializer=_init_worker, initargs=(roidb, cfg))
+        shapes = [(d.name, d.shape) for d in self.provide_data + self.provide_label]
+        in_flight = workers * self.prefetch if workers > 0 else 1
+        self._slots = [BatchSlot(shapes) for _ in range(in_flight + HELD_BY_CONSUMER)]
+        self._state = _loader_state(roidb, cfg, self._slots)
+        self.assigner = self._state['assigner']
+        if workers > 0:  # forked after the slots are mapped: the workers write into the same memory
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)  # OpenCV's thread pool stopped before the fork: a forked copy of it deadlocks
+            try:
+                self._pool = mp.get_context('fork').Pool(workers, initializer=_init_worker,
+                                                         initargs=(roidb, cfg, self._slots))
+            finally:
+                cv2.setNumThreads(threads)
         self.faces_seen = 0
         self.max_batches = 0  # > 0: cap on batches per epoch (quick runs, tests)
         self.reset_epoch(0)
@@ -97,15 +174,25 @@ class CropLoader(mx.io.DataIter):
         n = self.batches_per_epoch
         self._jobs = [(order[b * self.batch_size:(b + 1) * self.batch_size].tolist(),
                        (self.seed * 1000003 + epoch * 10007 + b) % (2 ** 31)) for b in range(n)]
-        self._pending = collections.deque()  # at most workers * prefetch batches in flight (bounded memory)
+        if self._pool is not None and getattr(self, '_pending', None):
+            for _, result in self._pending:  # batches of the abandoned epoch: let them land before reuse
+                result.wait(WORKER_TIMEOUT)
+        self._pending = collections.deque()  # (slot, AsyncResult): at most workers * prefetch in flight
+        self._free = collections.deque(range(len(self._slots)))
+        self._held = collections.deque()  # slots handed out, still usable by the consumer
         self._submitted = 0
         self._cursor = 0
 
+    def _take_slot(self):
+        slot = self._free.popleft()
+        self._slots[slot].wait_idle()  # MXNet has finished copying this slot's previous batch
+        return slot
+
     def _fill(self):
-        if self._pool is None:
-            return
-        while self._submitted < len(self._jobs) and len(self._pending) < self.workers * self.prefetch:
-            self._pending.append(self._pool.apply_async(make_batch, (self._jobs[self._submitted],)))
+        while self._submitted < len(self._jobs) and len(self._pending) < self.workers * self.prefetch and self._free:
+            slot = self._take_slot()
+            indices, seed = self._jobs[self._submitted]
+            self._pending.append((slot, self._pool.apply_async(make_batch, ((indices, seed, slot),))))
             self._submitted += 1
 
     def reset(self):
@@ -114,20 +201,28 @@ class CropLoader(mx.io.DataIter):
     def next(self):
         if self._cursor >= len(self._jobs):
             raise StopIteration
+        while len(self._held) >= HELD_BY_CONSUMER:  # the consumer is done with the oldest batch it holds
+            self._free.append(self._held.popleft())
         if self._pool is None:
-            data, labels, faces = make_batch(self._jobs[self._cursor])
+            slot = self._take_slot()
+            indices, seed = self._jobs[self._cursor]
+            faces = make_batch((indices, seed, slot), self._state)
         else:
             self._fill()
+            slot, result = self._pending.popleft()
             try:
-                data, labels, faces = self._pending.popleft().get(timeout=WORKER_TIMEOUT)
+                faces = result.get(timeout=WORKER_TIMEOUT)
             except mp.TimeoutError:
                 raise DataWorkerError('no batch from the data workers in %d s: a worker process died (out of memory?) '
-                                   'or hangs; --workers 0 loads in this process' % WORKER_TIMEOUT) from None
+                                      'or hangs; --workers 0 loads in this process' % WORKER_TIMEOUT) from None
+        self._held.append(slot)
+        if self._pool is not None:
             self._fill()
         self._cursor += 1
         self.faces_seen += faces
-        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(labels[n]) for n in self.label_name],
-                               pad=0, provide_data=self.provide_data, provide_label=self.provide_label)
+        nds = self._slots[slot].ndarrays()
+        return mx.io.DataBatch(data=[nds['data']], label=[nds[n] for n in self.label_name], pad=0,
+                               provide_data=self.provide_data, provide_label=self.provide_label)
 
     def close(self):
         if self._pool is not None:

@@ -1,13 +1,20 @@
 """Training image pipeline: read, mirror, random square crop at a random scale, colour jitter, tensor.
 
+Only the source pixels a crop needs are resized (``resize_crop``, bit-identical to cutting the crop out of the
+whole resized image), and jitter, normalisation and the channel transpose are one pass (``crop_to_tensor``).
+
 The recipe of the original (training.md section 3), with two deliberate fixes: the grey used by
 contrast/saturation jitter weights B, G, R as 0.114, 0.587, 0.299 (the original applied RGB weights to
 BGR data), and jittered pixels are clipped to 0..255.
 """
+import collections
+import math
+
 import cv2
 import numpy as np
 
-__all__ = ['load_image', 'random_crop', 'color_jitter', 'to_tensor', 'get_crop_image']
+__all__ = ['load_image', 'CropWindow', 'crop_window', 'resize_crop', 'random_crop', 'color_jitter', 'to_tensor',
+           'crop_to_tensor', 'get_crop_image']
 GRAY_WEIGHTS_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 
 
@@ -23,29 +30,31 @@ def load_image(rec):
     except ValueError as err:
         where = rec.get('where', rec['image'])
         raise AnnotationError('%s: %s (changed since the roidb cache was built?)' % (where, err)) from None
-    return img[:, ::-1] if rec.get('flipped') else img
+    return cv2.flip(img, 1) if rec.get('flipped') else img  # contiguous mirror (same pixels as img[:, ::-1])
 
 
-def random_crop(img, boxes, landmarks, size, crop_scales, tries, rng, min_box_size=0):
-    """Square crop of side `size` covering a random fraction of the short side.
+CropWindow = collections.namedtuple('CropWindow', 'scale side up left valid boxes landmarks')
 
-    :param img: (H, W, 3) BGR
+
+def crop_window(shape, boxes, landmarks, size, crop_scales, tries, rng, min_box_size=0):
+    """The random part of a square training crop: scale, position and the faces it keeps.
+
+    The crop covers `side` = a random fraction (one of `crop_scales`) of the short side and is `size`
+    pixels wide once the image is scaled by ``scale = size / side``; (up, left) is its corner in scaled
+    pixels, drawn uniformly. Faces kept are those whose box centre lies inside the crop (boxes are not
+    clipped); after `tries` attempts without a face the last crop is accepted as is.
+
+    :param shape: (H, W, ...) of the image
     :param boxes: (G, 4) x1, y1, x2, y2; landmarks (G, 5, 3) x, y, flag
-    :param crop_scales: fractions of the short side the crop covers (one picked uniformly)
-    :return: crop (size, size, 3), boxes (K, 4), landmarks (K, 5, 3), im_scale; faces kept are those whose
-             box centre lies inside the crop (boxes are not clipped); after `tries` attempts without a face the
-             last crop is accepted as is
+    :return: CropWindow(scale, side, up, left, valid (h, w) of the scaled image, boxes (K, 4), landmarks
+             (K, 5, 3)), boxes and landmarks in crop pixels
     """
-    h, w = img.shape[:2]
+    h, w = shape[:2]
     frac = crop_scales[rng.randint(len(crop_scales))]
     side = max(1, int(min(h, w) * frac))
     im_scale = float(size) / side
-    resized = cv2.resize(img, None, None, fx=im_scale, fy=im_scale, interpolation=cv2.INTER_LINEAR)
-    rh, rw = resized.shape[:2]
-    if rh < size or rw < size:  # rounding of the resize: pad to at least the crop size
-        padded = np.zeros((max(rh, size), max(rw, size), 3), dtype=resized.dtype)
-        padded[:rh, :rw] = resized
-        resized, (rh, rw) = padded, padded.shape[:2]
+    valid = (round(h * im_scale), round(w * im_scale))  # the size cv2.resize gives for fx = fy = im_scale
+    rh, rw = max(valid[0], size), max(valid[1], size)   # rounding: zero padding up to the crop size
     sboxes = boxes * im_scale
     slm = landmarks.copy()
     slm[:, :, :2] *= im_scale
@@ -61,8 +70,49 @@ def random_crop(img, boxes, landmarks, size, crop_scales, tries, rng, min_box_si
             lm = slm[keep].copy()
             lm[:, :, 0] -= left
             lm[:, :, 1] -= up
-            return resized[up:up + size, left:left + size], cb[keep], lm, im_scale
+            return CropWindow(im_scale, side, up, left, valid, cb[keep], lm)
     raise AssertionError('unreachable')
+
+
+def _source_span(offset, length, size, side, scale):
+    """Source rows (columns) [start, stop) whose resize holds scaled pixels offset .. offset + size - 1 at the
+    same sample positions as the whole image's resize, and where those pixels start in it.
+
+    cv2.resize maps destination pixel d to source (d + 0.5) / scale - 0.5. A source window starting at x0
+    reproduces the whole image's samples when x0 * scale is an integer, i.e. x0 a multiple of side / gcd:
+    the largest such x0 that leaves a few source pixels before the crop (so that no sample is clamped at
+    the window's edge) is taken, and the window ends a few pixels after the last sample (or at the image).
+    """
+    g = math.gcd(size, side)
+    step_src, step_dst = side // g, size // g  # scale = step_dst / step_src exactly
+    margin = int(math.ceil(scale)) + 2
+    k = max(0, (offset - margin) // step_dst)
+    last = (offset + size - 1 + 0.5) / scale - 0.5
+    stop = min(length, int(math.floor(last)) + 3)
+    return k * step_src, stop, offset - k * step_dst
+
+
+def resize_crop(img, window, size):
+    """The crop's pixels (uint8 BGR (size, size, 3)): exactly those of resizing the whole image by the window's
+    scale (cv2.resize, bilinear) and cutting (up, left) -- computed from the source rows and columns the
+    crop needs only; zero past the scaled image (a rounding pad)."""
+    h, w = img.shape[:2]
+    y0, y1, oy = _source_span(window.up, h, size, window.side, window.scale)
+    x0, x1, ox = _source_span(window.left, w, size, window.side, window.scale)
+    part = cv2.resize(img[y0:y1, x0:x1], None, None, fx=window.scale, fy=window.scale, interpolation=cv2.INTER_LINEAR)
+    crop = part[oy:oy + size, ox:ox + size]
+    if crop.shape[:2] != (size, size):  # the scaled image is smaller than the crop (rounding): zero pad
+        padded = np.zeros((size, size, 3), dtype=img.dtype)
+        padded[:crop.shape[0], :crop.shape[1]] = crop
+        crop = padded
+    return crop
+
+
+def random_crop(img, boxes, landmarks, size, crop_scales, tries, rng, min_box_size=0):
+    """Square crop of side `size` (``crop_window`` + ``resize_crop``): (crop, boxes (K, 4), landmarks (K, 5, 3),
+    im_scale)."""
+    window = crop_window(img.shape, boxes, landmarks, size, crop_scales, tries, rng, min_box_size)
+    return resize_crop(img, window, size), window.boxes, window.landmarks, window.scale
 
 
 def color_jitter(img, mode, amount, rng):
@@ -90,11 +140,43 @@ def to_tensor(img, means=(0.0, 0.0, 0.0), stds=(1.0, 1.0, 1.0), scale=1.0):
     return np.ascontiguousarray(x[:, :, ::-1].transpose(2, 0, 1))
 
 
-def get_crop_image(rec, cfg, rng):
-    """One training sample: (tensor (3, S, S), boxes (K, 4), landmarks (K, 5, 3))."""
+def crop_to_tensor(crop, cfg, rng, out=None):
+    """(S, S, 3) uint8 BGR crop -> (3, S, S) float32 RGB in `out`: colour jitter, clipping, normalisation and the
+    channel transpose in one pass over each plane.
+
+    Bit-identical to ``to_tensor(color_jitter(crop, ...), ...)`` with the same random draws; COLOR_MODE >= 2
+    (contrast and saturation mix the channels) takes that general path.
+    """
+    if out is None:
+        out = np.empty((3,) + crop.shape[:2], dtype=np.float32)
+    mode, amount = cfg.COLOR_MODE, cfg.COLOR_JITTERING
+    means, stds, scale = cfg.PIXEL_MEANS, cfg.PIXEL_STDS, cfg.PIXEL_SCALE
+    if mode >= 2 and amount > 0:
+        out[:] = to_tensor(color_jitter(crop, mode, amount, rng), means, stds, scale)
+        return out
+    alpha = 1.0 + rng.uniform(-amount, amount) if mode == 1 and amount > 0 else None
+    planes = cv2.split(crop)
+    for c in range(3):  # RGB plane c is BGR channel 2 - c
+        dst = out[c]
+        if alpha is None:
+            np.copyto(dst, planes[2 - c], casting='unsafe')
+        else:  # uint8 -> float32 and the float32 product in one pass, as float32(x) * float32(alpha)
+            np.multiply(planes[2 - c], np.float32(alpha), out=dst)
+            np.clip(dst, 0, 255, out=dst)
+        if scale != 1:
+            dst /= scale
+        if means[2 - c] != 0:
+            dst -= np.float32(means[2 - c])
+        if stds[2 - c] != 1:
+            dst /= np.float32(stds[2 - c])
+    return out
+
+
+def get_crop_image(rec, cfg, rng, out=None):
+    """One training sample: (tensor (3, S, S) float32, written into `out` when given, boxes (K, 4),
+    landmarks (K, 5, 3))."""
     img = load_image(rec)
     crop, boxes, landmarks, _ = random_crop(img, rec['boxes'].astype(np.float32), rec['landmarks'],
                                             cfg.IMAGE_SIZE, cfg.CROP_SCALES, cfg.CROP_TRIES, rng,
                                             cfg.TRAIN.MIN_BOX_SIZE)
-    crop = color_jitter(crop, cfg.COLOR_MODE, cfg.COLOR_JITTERING, rng)
-    return to_tensor(crop, cfg.PIXEL_MEANS, cfg.PIXEL_STDS, cfg.PIXEL_SCALE), boxes, landmarks
+    return crop_to_tensor(crop, cfg, rng, out), boxes, landmarks

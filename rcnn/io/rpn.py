@@ -2,7 +2,7 @@
 import numpy as np
 
 from rcnn.processing.anchors import AnchorCache
-from rcnn.processing.bbox_transform import bbox_overlaps, landmark_transform, nonlinear_transform
+from rcnn.processing.bbox_transform import best_overlaps, landmark_transform, nonlinear_transform
 
 __all__ = ['AnchorAssigner']
 LANDMARK_MISSING = -1.0
@@ -33,6 +33,10 @@ class AnchorAssigner:
         planes = [cache.get(s, self.feat[s], self.feat[s]) for s in strides]  # (H*W*A, 4), (h, w, a) order
         self.counts = [len(p) for p in planes]
         self.anchors = np.vstack(planes).astype(np.float64)
+        # the same anchors in the label layout of each level, (a, h, w): targets are computed in that order, so
+        # each level's label is a contiguous slice and each target coordinate one strided copy
+        self._ordered = np.vstack([p.reshape(self.feat[s] ** 2, self.num_anchors[s], 4).transpose(1, 0, 2)
+                                   .reshape(-1, 4) for s, p in zip(strides, planes)]).astype(np.float64)
         self.pos, self.neg = positive_overlap, negative_overlap
         self.bbox_stds = np.asarray(bbox_stds, dtype=np.float64)
         self.landmark_std = landmark_std
@@ -50,39 +54,61 @@ class AnchorAssigner:
                            ('face_landmark_weight_stride%d' % s, (batch, 10 * A, hw))]
         return shapes
 
+    def empty_labels(self, batch):
+        """{label name: zeros (batch, ...) float32} in the shapes of ``label_shapes``."""
+        return {n: np.zeros(shape, dtype=np.float32) for n, shape in self.label_shapes(batch)}
+
     def assign(self, boxes, landmarks):
         """One image: boxes (G, 4), landmarks (G, 5, 3) -> {label name: array without the batch axis}."""
-        n = len(self.anchors)
+        out = self.empty_labels(1)
+        self.assign_into(out, 0, boxes, landmarks)
+        return {k: v[0] for k, v in out.items()}
+
+    def assign_into(self, out, b, boxes, landmarks):
+        """Write the targets of one image into row `b` of the batch arrays `out` (``empty_labels``' layout).
+
+        The best ground truth of every anchor comes from one pass over the boxes (``best_overlaps``, no
+        anchors x faces matrix); targets are computed in the label layout and written with one strided copy
+        per level and coordinate, no per-anchor Python. Every value equals the per-anchor definition above.
+        """
+        anchors = self._ordered
+        n = len(anchors)
         labels = np.full(n, -1.0, dtype=np.float32)
-        box_t = np.zeros((n, 4), dtype=np.float32)
-        lmk_t = np.zeros((n, 10), dtype=np.float32)
-        lmk_w = np.zeros((n, 10), dtype=np.float32)
+        fg = np.zeros(n, dtype=bool)
+        box_t = lmk = None
         if len(boxes) == 0:
             labels[:] = 0
         else:
-            overlaps = bbox_overlaps(self.anchors, boxes)          # (N, G)
-            best = overlaps.argmax(axis=1)
-            best_iou = overlaps[np.arange(n), best]
+            best, best_iou = best_overlaps(anchors, boxes)
             labels[best_iou < self.neg] = 0
             labels[best_iou >= self.pos] = 1
-            box_t[:] = nonlinear_transform(self.anchors, boxes[best]) / self.bbox_stds
             fg = labels == 1
+            box_t = nonlinear_transform(anchors, boxes[best]) / self.bbox_stds  # float64, stored as float32
             if self.landmarks and fg.any():
                 matched = landmarks[best[fg]]                    # (F, 5, 3)
-                lmk_t[fg] = landmark_transform(self.anchors[fg], matched) / self.landmark_std
-                valid = (matched[:, :, 2] != LANDMARK_MISSING).astype(np.float32)  # (F, 5)
-                lmk_w[fg] = np.repeat(valid, 2, axis=1)
-        box_w = np.repeat((labels == 1).astype(np.float32)[:, None], 4, axis=1)
-        out, start = {}, 0
+                lmk = (np.nonzero(fg)[0], landmark_transform(anchors[fg], matched) / self.landmark_std,
+                       np.repeat((matched[:, :, 2] != LANDMARK_MISSING).astype(np.float32), 2, axis=1))
+        start = 0
         for s, count in zip(self.strides, self.counts):
-            A, f = self.num_anchors[s], self.feat[s]
+            A, hw = self.num_anchors[s], self.feat[s] ** 2
             sl = slice(start, start + count)
-            start += count
-            # (h, w, a) anchor order -> the head layouts: label (a, h, w); targets channel a*k + j
-            out['face_label_stride%d' % s] = labels[sl].reshape(f, f, A).transpose(2, 0, 1).reshape(-1)
-            kinds = [('bbox_target', box_t, 4), ('bbox_weight', box_w, 4)]
+            out['face_label_stride%d' % s][b] = labels[sl]
+            target = out['face_bbox_target_stride%d' % s][b].reshape(A, 4, hw)  # channel a*4 + k
+            weight = out['face_bbox_weight_stride%d' % s][b].reshape(A, 4, hw)
+            if box_t is None:
+                target[:] = 0
+            else:
+                np.copyto(target, box_t[sl].reshape(A, hw, 4).transpose(0, 2, 1), casting='unsafe')
+            np.copyto(weight, fg[sl].reshape(A, 1, hw), casting='unsafe')
             if self.landmarks:
-                kinds += [('landmark_target', lmk_t, 10), ('landmark_weight', lmk_w, 10)]
-            for name, arr, k in kinds:
-                out['face_%s_stride%d' % (name, s)] = arr[sl].reshape(f * f, A * k).T.copy()
-        return out
+                lt = out['face_landmark_target_stride%d' % s][b]
+                lw = out['face_landmark_weight_stride%d' % s][b]
+                lt[:] = 0
+                lw[:] = 0
+                if lmk is not None:
+                    idx, values, valid = lmk
+                    mine = (idx >= start) & (idx < start + count)
+                    a, cell = np.divmod(idx[mine] - start, hw)
+                    lt.reshape(A, 10, hw)[a, :, cell] = values[mine]
+                    lw.reshape(A, 10, hw)[a, :, cell] = valid[mine]
+            start += count

@@ -6,11 +6,11 @@ error). Widths are ``x2 - x1 + 1`` and centres ``x1 + 0.5 * (w - 1)`` throughout
 import numpy as np
 
 try:
-    from rcnn.cython.bbox import bbox_overlaps_cython
+    from rcnn.cython.bbox import bbox_overlaps_cython, best_overlaps_cython
 except ImportError:  # kernels not built
-    bbox_overlaps_cython = None
+    bbox_overlaps_cython = best_overlaps_cython = None
 
-__all__ = ['bbox_overlaps', 'bbox_overlaps_py', 'nonlinear_transform', 'nonlinear_pred',
+__all__ = ['bbox_overlaps', 'bbox_overlaps_py', 'best_overlaps', 'nonlinear_transform', 'nonlinear_pred',
            'landmark_transform', 'landmark_pred', 'clip_boxes', 'flip_boxes', 'flip_landmarks',
            'FLIP_ORDER']
 
@@ -47,6 +47,18 @@ def bbox_overlaps(boxes, query_boxes):
     if bbox_overlaps_cython is not None:
         return bbox_overlaps_cython(b, q)
     return bbox_overlaps_py(b, q)
+
+
+def best_overlaps(boxes, query_boxes):
+    """(argmax (N,) int64, max (N,) float64) of the IoU of every box over the query boxes: equal to the argmax
+    and max of ``bbox_overlaps`` (first query box on ties), without the (N, K) matrix when the kernels are built."""
+    b = np.ascontiguousarray(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    q = np.ascontiguousarray(np.asarray(query_boxes, dtype=np.float64).reshape(-1, 4))
+    if best_overlaps_cython is not None:
+        return best_overlaps_cython(b, q)
+    overlaps = bbox_overlaps_py(b, q)
+    best = overlaps.argmax(axis=1)
+    return best, overlaps[np.arange(len(b)), best]
 
 
 def _centres(boxes):
