@@ -49,20 +49,24 @@ test: venv bench-venv
 
 # The embedded default: generate a dataset in the RetinaFace layout, train mnet from scratch on the CPU,
 # evaluate on its val split (AP from its label.txt) and draw detections. Re-running resumes/skips.
+# ANCHORS=net5 (or any train.py --anchors preset) trains and evaluates that preset under its own names.
+ANCHORS     ?= net3
+SUFFIX      := $(if $(filter-out net3,$(ANCHORS)),-$(ANCHORS))
 DEMO_DATA   := data/demo/retinaface
-DEMO_PREFIX := model/demo/mnet-demo
+DEMO_PREFIX := model/demo/mnet-demo$(SUFFIX)
+DEMO_OUT    := out/demo$(SUFFIX)
 DEMO_EPOCHS := 20
 demo: venv
 	$(PY) setup.py -q build_ext --inplace
 	test -f $(DEMO_DATA)/val/label.txt || $(PY) -m rcnn.dataset.synthetic --output $(DEMO_DATA) --train 300 --val 100 --seed 0
-	$(PY) train.py --network mnet --dataset_path $(DEMO_DATA) --root_path data/demo --prefix $(DEMO_PREFIX) \
-	    --pretrained none --image_size 320 --batch_images 8 --lr 0.01 --lr_step 15,19 --end_epoch $(DEMO_EPOCHS) \
-	    --frequent 25 --workers 1 --seed 0 --resume
-	$(PY) test.py --network net3 --prefix $(DEMO_PREFIX) --epoch $(DEMO_EPOCHS) --dataset_path $(DEMO_DATA) \
-	    --mode 0 --scales 2.0 --gpu -1 --output out/demo --overwrite
-	$(PY) retinaface.py --prefix $(DEMO_PREFIX) --epoch $(DEMO_EPOCHS) --image $(DEMO_DATA)/val/images/0--Parade \
-	    --scale 2.0 --thresh 0.5 --output out/demo/detections
-	@echo "demo done: AP in out/demo/ap.json, PR curve out/demo/pr_curves.png, drawings in out/demo/detections/"
+	$(PY) train.py --network mnet --anchors $(ANCHORS) --dataset_path $(DEMO_DATA) --root_path data/demo \
+	    --prefix $(DEMO_PREFIX) --pretrained none --image_size 320 --batch_images 8 --lr 0.01 --lr_step 15,19 \
+	    --end_epoch $(DEMO_EPOCHS) --frequent 25 --workers 1 --seed 0 --resume
+	$(PY) test.py --network $(ANCHORS) --prefix $(DEMO_PREFIX) --epoch $(DEMO_EPOCHS) --dataset_path $(DEMO_DATA) \
+	    --mode 0 --scales 2.0 --gpu -1 --output $(DEMO_OUT) --overwrite
+	$(PY) retinaface.py --network $(ANCHORS) --prefix $(DEMO_PREFIX) --epoch $(DEMO_EPOCHS) \
+	    --image $(DEMO_DATA)/val/images/0--Parade --scale 2.0 --thresh 0.5 --output $(DEMO_OUT)/detections --overwrite
+	@echo "demo done: AP in $(DEMO_OUT)/ap.json, PR curve $(DEMO_OUT)/pr_curves.png, drawings in $(DEMO_OUT)/detections/"
 
 clean:
 	rm -rf build rcnn/cython/*.so rcnn/cython/*.c rcnn/cython/*.cpp .pytest_cache data/cache data/demo/cache
