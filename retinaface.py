@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite  # noqa: E402
 from rcnn.core.device import check_gpus  # noqa: E402
 from rcnn.dataset.retinaface import check_jpeg_complete  # noqa: E402
+from rcnn.processing.align import similarity_transform, template as align_template  # noqa: E402
 from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
 from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout, two_class_softmax  # noqa: E402
@@ -479,6 +480,31 @@ class RetinaFace:
                         found = self._decode(outputs, b, prepared[b][1], scale, flip, threshold)
                         if found is not None:
                             candidates[i].append(found)
+
+    @staticmethod
+    def align(img, landmarks, size=112):
+        """Aligned face crops for recognition: each face's five landmarks mapped onto the ArcFace template
+        (least-squares similarity, ``rcnn.processing.align``) by cv2.warpAffine.
+
+        :param img: the BGR image the landmarks were detected in (array or file path)
+        :param landmarks: (N, 5, 2) from ``detect`` (or (5, 2) for one face)
+        :param size: side of the square crops (112: the ArcFace template; other sizes scale it)
+        :return: uint8 (N, size, size, 3) BGR crops
+        """
+        img = as_bgr(img)
+        if landmarks is None:
+            raise ValueError('no landmarks to align (a box-only model, or detect(..., vote=True) returns None)')
+        points = np.asarray(landmarks, dtype=np.float64)
+        points = points.reshape(1, 5, 2) if points.shape == (5, 2) else points
+        if points.ndim != 3 or points.shape[1:] != (5, 2):
+            raise ValueError('landmarks must be (N, 5, 2) or (5, 2), got shape %s' % (points.shape,))
+        dst = align_template(size)
+        crops = np.zeros((len(points), size, size, 3), dtype=np.uint8)
+        src = img if img.dtype == np.uint8 else np.clip(img, 0, 255).astype(np.uint8)
+        for k, pts in enumerate(points):
+            cv2.warpAffine(src, similarity_transform(pts, dst), (size, size), dst=crops[k], flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return crops
 
     def get_input(self, img):
         """The normalised network input of an image at scale 1: float32 (1, 3, H, W), RGB, the preset's

@@ -1,11 +1,14 @@
-"""Evaluate a RetinaFace model on WIDER FACE val: submission files + Easy/Medium/Hard AP.
+"""Evaluate a RetinaFace model on WIDER FACE val: submission files + Easy/Medium/Hard AP (or, on the test split,
+the files for the test server).
 
     python test.py --network net3 --prefix model/mnet.25 --epoch 0 --dataset_path data/retinaface \\
                    --output out/mnet25 --gt data/widerface/ground_truth
 
 Writes ``<output>/<event>/<image>.txt`` (name line, count line, ``x y w h score`` lines) for every image
 of the split in label.txt, then prints the AP table and writes ``ap.json`` and ``pr_curves.png``.
-Without --gt the split's own label.txt is the ground truth (all faces count).
+Without --gt the split's own label.txt is the ground truth (all faces count). A split whose label.txt lists
+images only (``--image_set test``, made by ``rcnn.dataset.convert_wider --filelist``) gets its result files and
+no AP; ``--zip`` packs them as ``<output>.zip`` for the WIDER FACE test server.
 Modes: 0 single scale (short side 1600, long side <= 2150) + NMS; 1 five scales x flip + box voting
 (the original default); 2 five scales x flip + NMS.
 """
@@ -27,7 +30,7 @@ from tqdm import tqdm
 from rcnn.core.checkpoint import CheckpointError, latest_epoch
 from rcnn.dataset import widerface_eval as wider
 from rcnn.dataset.retinaface import AnnotationError, parse_label_file
-from rcnn.fileio import atomic_open, check_writable_dir, refuse_symlink
+from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, refuse_symlink
 from retinaface import RetinaFace, read_image
 
 logger = logging.getLogger('test')
@@ -61,6 +64,24 @@ def write_submission(path, rel_name, faces):
         f.writelines(lines)
 
 
+def write_zip(output):
+    """<output>.zip of the result files (<output name>/<event>/<image>.txt), written atomically."""
+    import zipfile
+    output = os.path.normpath(output)
+    top = os.path.basename(output)
+    path = output + '.zip'
+    with atomic_path(path, 'submission archive') as tmp:
+        with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
+            for event in sorted(os.listdir(output)):
+                folder = os.path.join(output, event)
+                if not os.path.isdir(folder) or os.path.islink(folder):
+                    continue
+                for name in sorted(os.listdir(folder)):
+                    if name.endswith('.txt') and os.path.isfile(os.path.join(folder, name)):
+                        z.write(os.path.join(folder, name), '%s/%s/%s' % (top, event, name))
+    return path
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Test a RetinaFace model on WIDER FACE val',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -87,6 +108,8 @@ def parse_args(argv=None):
                                                 '(e.g. 1.0 for small images); flip still follows --mode')
     p.add_argument('--overwrite', action='store_true', help='recompute images whose result file exists')
     p.add_argument('--limit', type=int, default=0, help='only the first N images of the split (0 = all)')
+    p.add_argument('--zip', action='store_true', help='also pack the result files into <output>.zip (<folder>/<event>/'
+                                                      '<image>.txt, the layout the WIDER test server takes)')
     args = p.parse_args(argv)
     if args.parts < 1 or not 0 <= args.part < args.parts:
         p.error('--parts must be >= 1 and --part must lie in [0, --parts)')
@@ -109,6 +132,8 @@ def parse_args(argv=None):
                     % (args.gt, ', '.join(missing)))
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         p.error('--output %s is a file, not a folder' % args.output)
+    if args.zip and os.path.exists(os.path.normpath(args.output) + '.zip') and not args.overwrite:
+        p.error('%s.zip exists: pass --overwrite to replace it' % os.path.normpath(args.output))
     return args
 
 
@@ -226,6 +251,13 @@ def run(args):
                     'rcnn.dataset.widerface_eval --pred %s %s%s', args.part, args.parts, shlex.quote(args.output),
                     '--gt ' + shlex.quote(args.gt) if args.gt else '--label ' + shlex.quote(label),
                     ' --subset' if args.limit or args.gt else '')
+        return None
+    if args.zip:
+        logger.info('submission archive: %s', write_zip(args.output))
+    if not args.gt and not any(len(r['boxes_xywh']) for r in records):
+        logger.info('%s lists images only (no ground truth, as the WIDER test split): the result files are in %s in '
+                    'the official layout; no AP can be computed here%s', label, args.output,
+                    '' if args.zip else ' (--zip packs them for the test server)')
         return None
     run_images = {(os.path.basename(os.path.dirname(r['path'])), os.path.splitext(os.path.basename(r['path']))[0])
                   for r in records}

@@ -1,21 +1,29 @@
-"""Detect faces in images or a folder, draw them and save the detections as JSON.
+"""Detect faces in images, a folder or a video; draw them, save the detections as JSON, cut aligned crops.
 
     python retinaface.py --prefix model/mnet.25 --epoch 0 --image photo.jpg --output out.jpg
-    python -m rcnn.tools.detect --prefix model/mnet.25 --image photos/ --output drawn/
+    python -m rcnn.tools.detect --prefix model/mnet.25 --image photos/ --output drawn/ --crops faces/
+    python retinaface.py --prefix model/mnet.25 --video in.mp4 --output out.mp4 --json out.jsonl
 
 One input image: ``--output`` is the drawing's file name and the JSON is written beside it (``out.json``).
-A folder: ``--output`` is a folder with one drawing per image and ``detections.json``. Nothing is
-overwritten without ``--overwrite``, no input is ever written over (paths are compared after resolving
-links), and no output is written through a symlink. An image that cannot be read or detected on is
-skipped and reported; the others are kept.
+A folder: ``--output`` is a folder with one drawing per image and ``detections.json``. A video: ``--output``
+is the drawn video (same frame rate and size; .mp4 or .avi), ``--json`` one JSON line per frame, frames
+detected in batches of ``--batch``. ``--crops DIR`` writes one aligned ArcFace crop per face
+(``<image stem>_<i>.jpg``; for a video ``<video stem>_<frame>_<i>.jpg``), ``--crop_size`` pixels square.
+Nothing is overwritten without ``--overwrite``, no input is ever written over (paths are compared after
+resolving links), and no output is written through a symlink. An image that cannot be read or detected on
+is skipped and reported; the others are kept.
 """
 import argparse
+import glob
 import json
 import logging
 import os
 import sys
+import time
 
+import cv2
 import mxnet as mx
+from tqdm import tqdm
 
 from retinaface import IMAGE_EXTENSIONS, RetinaFace, draw_detections, read_image, single_scale
 from rcnn.core.checkpoint import CheckpointError
@@ -41,8 +49,15 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--prefix', required=True, help='checkpoint prefix, e.g. model/mnet.25')
     p.add_argument('--epoch', type=int, default=0, help='checkpoint epoch')
-    p.add_argument('--image', required=True, help='an image file or a folder of images')
-    p.add_argument('--output', default='detections', help='output image file (one input) or folder')
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--image', help='an image file or a folder of images')
+    src.add_argument('--video', help='a video file (anything OpenCV reads)')
+    p.add_argument('--output', default=None, help='output image file (one input image), folder (a folder) or video '
+                                                  '(--video); default: detections, detections.mp4 for a video')
+    p.add_argument('--json', default=None, help='--video: write one JSON line per frame to this file')
+    p.add_argument('--crops', default=None, help='folder for aligned face crops (ArcFace 5-point template)')
+    p.add_argument('--crop_size', type=int, default=112, help='side of the aligned crops (pixels)')
+    p.add_argument('--batch', type=int, default=8, help='--video: frames per detect_batch call')
     p.add_argument('--network', default='net3', help='anchor preset of the model')
     p.add_argument('--gpu', type=int, default=-1, help='GPU id; -1 for the CPU')
     p.add_argument('--thresh', '--threshold', dest='thresh', type=float, default=0.8, help='score threshold')
@@ -60,6 +75,14 @@ def parse_args(argv=None):
         p.error('--thresh must lie in [0, 1], got %g' % args.thresh)
     if not 0.0 <= args.mask_thresh <= 1.0:
         p.error('--mask_thresh must lie in [0, 1] (a mask probability), got %g' % args.mask_thresh)
+    if not 16 <= args.crop_size <= 1024:
+        p.error('--crop_size must lie in [16, 1024] pixels, got %d' % args.crop_size)
+    if args.batch < 1:
+        p.error('--batch must be >= 1, got %d' % args.batch)
+    if args.json and not args.video:
+        p.error('--json is for --video (images write their JSON next to the drawings)')
+    if args.output is None:
+        args.output = 'detections.mp4' if args.video else 'detections'
     return p, args
 
 
@@ -97,6 +120,7 @@ def plan_outputs(parser, args):
         except UnsafeOutputError as err:
             parser.exit(2, 'error: %s\n' % err)
     existing = [p for p in out_paths + [json_path] if os.path.exists(p)]
+    existing += existing_crops(args.crops, [os.path.splitext(os.path.basename(p))[0] for p in inputs])
     if existing and not args.overwrite:
         parser.exit(2, 'error: %s already exist%s (e.g. %s): pass --overwrite to replace them, or choose another '
                        '--output\n' % ('%d outputs' % len(existing) if len(existing) > 1 else existing[0],
@@ -108,21 +132,56 @@ def plan_outputs(parser, args):
     return inputs, out_paths, json_path
 
 
-def write_image(path, img):
-    import cv2
-    with atomic_path(path, 'drawing') as tmp:
+def existing_crops(folder, stems):
+    """Crop files of these stems already in `folder` (refused without --overwrite)."""
+    if not folder or not os.path.isdir(folder):
+        return []
+    found = []
+    for stem in stems:
+        found += glob.glob(os.path.join(glob.escape(folder), glob.escape(stem) + '_*.jpg'))
+    return sorted(found)
+
+
+def check_crops_folder(parser, folder, inputs):
+    if not folder:
+        return
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        parser.exit(2, 'error: --crops %s is a file, not a folder\n' % folder)
+    real_inputs = {os.path.realpath(os.path.dirname(p)) for p in inputs}
+    if os.path.realpath(folder) in real_inputs:
+        parser.exit(2, 'error: --crops %s is the folder of the input images: choose another folder\n' % folder)
+    try:
+        check_writable_dir(folder, '--crops folder')
+    except OSError as err:
+        parser.exit(2, 'error: %s\n' % err)
+
+
+def write_image(path, img, what='drawing'):
+    with atomic_path(path, what) as tmp:
         if not cv2.imwrite(tmp, img):
             raise OSError('OpenCV could not write %s' % path)
+
+
+def write_crops(detector, img, landmarks, folder, stem, size):
+    """One aligned crop per face: <folder>/<stem>_<i>.jpg; returns the paths."""
+    if not folder or landmarks is None or not len(landmarks):
+        return []
+    paths = []
+    for i, crop in enumerate(detector.align(img, landmarks, size)):
+        path = os.path.join(folder, '%s_%d.jpg' % (stem, i))
+        write_image(path, crop, 'face crop')
+        paths.append(path)
+    return paths
 
 
 def main(argv=None):
     parser, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
+    if args.video:
+        return run_video(parser, args)
     inputs, out_paths, json_path = plan_outputs(parser, args)
-    try:
-        detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nms=args.nms)
-    except (CheckpointError, ValueError) as err:
-        parser.exit(2, 'error: %s\n' % err)
+    check_crops_folder(parser, args.crops, inputs)
+    detector = load_detector(parser, args)
     results, skipped = {}, []
     for path, out_path in zip(inputs, out_paths):
         try:
@@ -136,10 +195,13 @@ def main(argv=None):
             continue
         try:
             write_image(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
+            crops = write_crops(detector, img, landmarks, args.crops, os.path.splitext(os.path.basename(path))[0],
+                                args.crop_size)
         except OSError as err:
             parser.exit(2, 'error: could not write %s: %s\n' % (out_path, err.strerror or err))
         results[path] = detections_to_json(faces, landmarks)
-        logger.info('%s: %d faces -> %s', path, len(faces), out_path)
+        logger.info('%s: %d faces -> %s%s', path, len(faces), out_path,
+                    ' (+ %d aligned crops in %s)' % (len(crops), args.crops) if crops else '')
     if not results:
         parser.exit(2, 'error: none of the %d input images could be detected on (%s)\n'
                     % (len(inputs), '; '.join('%s: %s' % s for s in skipped[:3])))
@@ -151,6 +213,108 @@ def main(argv=None):
     logger.info('detections saved to %s', json_path)
     if skipped:
         logger.warning('%d of %d images skipped: %s', len(skipped), len(inputs), ', '.join(p for p, _ in skipped))
+    return 0
+
+
+def load_detector(parser, args):
+    try:
+        return RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nms=args.nms)
+    except (CheckpointError, ValueError) as err:
+        parser.exit(2, 'error: %s\n' % err)
+
+
+VIDEO_CODECS = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
+
+
+def plan_video(parser, args):
+    """(capture, fps, (w, h), frames) of --video, with every output checked before any work."""
+    if not os.path.isfile(args.video):
+        parser.exit(2, 'error: --video: no such file: %s\n' % args.video)
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in VIDEO_CODECS:
+        parser.exit(2, 'error: --output %s: a video needs a video file name (%s)\n'
+                    % (args.output, ' '.join(sorted(VIDEO_CODECS))))
+    outputs = [args.output] + ([args.json] if args.json else [])
+    for path in outputs:
+        if os.path.exists(path) and os.path.samefile(path, args.video):
+            parser.exit(2, 'error: %s is the input video: it would be replaced\n' % path)
+        try:
+            refuse_symlink(path)
+        except UnsafeOutputError as err:
+            parser.exit(2, 'error: %s\n' % err)
+    existing = [p for p in outputs if os.path.exists(p)]
+    existing += existing_crops(args.crops, [os.path.splitext(os.path.basename(args.video))[0]])
+    if existing and not args.overwrite:
+        parser.exit(2, 'error: %s already exists: pass --overwrite to replace it, or choose another --output\n'
+                    % existing[0])
+    for path in outputs:
+        try:
+            check_writable_dir(os.path.dirname(os.path.abspath(path)))
+        except OSError as err:
+            parser.exit(2, 'error: %s\n' % err)
+    check_crops_folder(parser, args.crops, [args.video])
+    cap = cv2.VideoCapture(args.video)
+    ok, first = cap.read() if cap.isOpened() else (False, None)
+    if not ok:
+        cap.release()
+        parser.exit(2, 'error: --video %s: not a video OpenCV can read (no frame decoded)\n' % args.video)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and fps > 0 and fps < 1000 else 25.0
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    return cap, fps, (first.shape[1], first.shape[0]), frames
+
+
+def run_video(parser, args):
+    cap, fps, size, frames = plan_video(parser, args)
+    detector = load_detector(parser, args)
+    stem = os.path.splitext(os.path.basename(args.video))[0]
+    codec = VIDEO_CODECS[os.path.splitext(args.output)[1].lower()]
+    done = faces_total = 0
+    t0 = time.time()
+    try:
+        with atomic_path(args.output, 'video') as tmp_video, \
+                (atomic_open(args.json, what='JSON lines') if args.json else open(os.devnull, 'w')) as lines:
+            writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*codec), fps, size)
+            if not writer.isOpened():
+                raise OSError('OpenCV cannot write %s with the %s codec (try --output with .avi)' % (args.output,
+                                                                                                    codec))
+            try:
+                bar = tqdm(total=frames, desc='video', unit='frame')
+                while True:
+                    batch = []
+                    while len(batch) < args.batch:
+                        ok, frame = cap.read()
+                        if not ok:
+                            break
+                        batch.append(frame)
+                    if not batch:
+                        break
+                    scale = args.scale or single_scale(batch[0].shape)
+                    for frame, (faces, landmarks) in zip(batch, detector.detect_batch(batch, args.thresh, [scale],
+                                                                                      args.flip)):
+                        writer.write(draw_detections(frame, faces, landmarks, args.mask_thresh))
+                        crops = write_crops(detector, frame, landmarks, args.crops, '%s_%06d' % (stem, done),
+                                            args.crop_size)
+                        lines.write(json.dumps({'frame': done, 'time': round(done / fps, 4),
+                                                'faces': detections_to_json(faces, landmarks),
+                                                'crops': crops}) + '\n')
+                        done += 1
+                        faces_total += len(faces)
+                    bar.update(len(batch))
+                bar.close()
+            finally:
+                writer.release()
+    except (ValueError, mx.base.MXNetError) as err:
+        parser.exit(2, 'error: %s: frame %d: %s\n' % (args.video, done, str(err).strip().splitlines()[-1]))
+    except OSError as err:
+        parser.exit(2, 'error: %s\n' % (err.strerror and '%s: %s' % (err.filename or args.output, err.strerror)
+                                         or err))
+    finally:
+        cap.release()
+    seconds = time.time() - t0
+    logger.info('%d frames, %d faces -> %s%s (%.1f frames/s)', done, faces_total, args.output,
+                ' + ' + args.json if args.json else '', done / seconds if seconds else 0.0)
     return 0
 
 
