@@ -35,7 +35,7 @@ from rcnn.core.loader import CropLoader, DataWorkerError
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
-from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, open_append, refuse_symlink
+from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, open_append, refuse_symlink, write_error
 from rcnn.symbol import get_backbone, get_symbol
 from rcnn.symbol.common import label_names
 
@@ -158,7 +158,10 @@ def save_optimizer_states(mod, prefix, epoch):
         return None  # dist kvstore: the optimizer runs on the parameter servers
     path = states_path(prefix, epoch)
     with atomic_path(path, 'optimizer state') as tmp:
-        mod.save_optimizer_states(tmp)
+        try:
+            mod.save_optimizer_states(tmp)
+        except mx.base.MXNetError as err:
+            raise write_error(path, err) from None
     return path
 
 
@@ -421,8 +424,14 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
             raise TrainingDiverged('parameters became non-finite by the end of epoch %d (%d tensors, e.g. %s)'
                                    % (epoch + 1, len(bad), ', '.join(bad[:3])))
         test_args = {k: v for k, v in arg.items() if k in test_sym.list_arguments()}
-        _, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
-        save_optimizer_states(mod, prefix, epoch + 1)
+        # the momentum first, the params last: an epoch counts as complete once its params file exists
+        states = save_optimizer_states(mod, prefix, epoch + 1)
+        try:
+            _, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
+        except BaseException:
+            if states and os.path.exists(states):
+                os.remove(states)
+            raise
         last_saved[0] = epoch + 1
         logger.info('saved %s (epoch %d, lr %.6g)', params_path, epoch + 1,
                     scheduler.lr_at_iter((epoch + 1) * iters))

@@ -13,10 +13,11 @@ tool truncate, overwrite or append to the file it points to. Results get the usu
 (0666 less the umask), not mkstemp's 0600.
 """
 import contextlib
+import errno
 import os
 import tempfile
 
-__all__ = ['UnsafeOutputError', 'refuse_symlink', 'atomic_path', 'atomic_open', 'open_append', 'open_lock',
+__all__ = ['UnsafeOutputError', 'refuse_symlink', 'write_error', 'atomic_path', 'atomic_open', 'open_append', 'open_lock',
            'same_file_or_inside', 'check_writable_dir']
 
 
@@ -28,6 +29,19 @@ def refuse_symlink(path, what='output file'):
     if os.path.islink(path):
         raise UnsafeOutputError('%s %s is a symbolic link (to %s): not writing through it; remove the link or '
                                 'choose another output' % (what, path, os.readlink(path)))
+
+
+def write_error(path, err):
+    """An OSError for a writer that failed inside a library (MXNet's 'FileStream.Write incomplete'): ENOSPC when
+    the device holding `path` is (nearly) full, else EIO with the library's last line."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        full = st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    return OSError(errno.EIO, 'write failed: %s' % str(err).strip().splitlines()[-1], path)
 
 
 def _umask():

@@ -374,3 +374,62 @@ def test_eval_input_checks_come_first(tmp_path):
                           str(tmp_path / 'retinaface' / 'val' / 'label.txt'), '--subset'],
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2 and 'no prediction file' in res.stderr
+
+
+# ------------------------------------------------------------------------------------------ full and read-only disks
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 3 MiB tmpfs (root only; skipped where it cannot be mounted), unmounted afterwards."""
+    mnt = tmp_path / 'fs'
+    mnt.mkdir()
+    res = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', str(mnt)], capture_output=True)
+    if res.returncode:
+        pytest.skip('cannot mount a tmpfs here (needs root): %s' % res.stderr.decode().strip())
+    yield mnt
+    subprocess.run(['umount', '-l', str(mnt)])
+
+
+def _remount_ro(mnt):
+    assert subprocess.run(['mount', '-o', 'remount,ro', str(mnt)]).returncode == 0
+
+
+def test_train_on_a_full_disk_names_the_last_checkpoint(tiny, small_fs):
+    prefix = str(small_fs / 'm')
+    res = run('train.py', quick_args(tiny, prefix, '--end_epoch', 3, '--lr_step', '5', '--max_batches', 1,
+                                     '--root_path', small_fs.parent))
+    out = res.stdout + res.stderr
+    assert res.returncode == 2 and 'No space left on device' in out, out[-2000:]
+    assert 'Traceback' not in out
+    assert not [f for f in os.listdir(small_fs) if '.tmp' in f]
+    epochs = list_epochs(prefix)
+    assert ('last complete checkpoint: %s-%04d.params' % (prefix, epochs[-1]) if epochs
+            else 'no checkpoint was written') in out
+
+
+def test_read_only_outputs_are_refused_before_work(tmp_path, small_fs, mnet25_prefix, tiny):
+    generate(str(tmp_path / 'retinaface'), train=1, val=2, seed=14)
+    _remount_ro(small_fs)
+    res = run('test.py', eval_args(tmp_path, small_fs / 'out'))
+    assert res.returncode == 2 and 'Read-only file system' in res.stdout and 'Traceback' not in res.stderr
+    res = run('retinaface.py', ['--prefix', mnet25_prefix, '--image', shared_path('images', 't1.jpg'),
+                                '--output', small_fs / 'x.jpg'])
+    assert res.returncode == 2 and 'Read-only file system' in res.stderr
+    res = run('train.py', quick_args(tiny, str(small_fs / 'm'), '--end_epoch', 1))
+    assert res.returncode == 2 and 'Read-only file system' in res.stdout
+    res = subprocess.run([sys.executable, '-m', 'rcnn.tools.export_onnx', '--prefix', mnet25_prefix, '--output',
+                          str(small_fs / 'm.onnx')], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and 'Read-only file system' in res.stderr and 'Traceback' not in res.stderr
+
+
+def test_cli_on_a_full_disk_leaves_no_partial_json(tmp_path, small_fs, mnet25_prefix):
+    filler = small_fs / 'filler'
+    with open(filler, 'wb') as f:  # leave about 100 kB: the drawing fits, a large JSON would not
+        f.write(b'\0' * (3 * 1024 * 1024 - 100 * 1024))
+    photos = tmp_path / 'p'
+    photos.mkdir()
+    for i in range(3):
+        shutil.copy(shared_path('images', 't2.jpg'), photos / ('%d.jpg' % i))
+    res = run('retinaface.py', ['--prefix', mnet25_prefix, '--image', photos, '--output', small_fs / 'o'])
+    assert res.returncode == 2 and 'No space left on device' in res.stderr and 'Traceback' not in res.stderr
+    left = [p for p in (small_fs / 'o').rglob('*') if p.is_file()] if (small_fs / 'o').exists() else []
+    assert not [p for p in left if p.suffix == '.json' or '.tmp' in p.name]

@@ -8,7 +8,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from rcnn.fileio import atomic_path, open_lock
+from rcnn.fileio import atomic_path, open_lock, write_error
 
 __all__ = ['CheckpointError', 'checkpoint_paths', 'list_epochs', 'load_checkpoint', 'load_params',
            'check_params_fit', 'non_finite', 'save_checkpoint', 'latest_epoch', 'remove_epochs', 'PrefixLock',
@@ -169,6 +169,9 @@ def save_checkpoint(prefix, epoch, sym, args, auxs):
     payload = {'arg:%s' % k: v.as_in_context(mx.cpu()) for k, v in args.items()}
     payload.update({'aux:%s' % k: v.as_in_context(mx.cpu()) for k, v in auxs.items()})
     with atomic_path(params_path, 'checkpoint') as tmp_params, atomic_path(sym_path, 'checkpoint') as tmp_sym:
-        sym.save(tmp_sym)
-        mx.nd.save(tmp_params, payload)
+        try:
+            sym.save(tmp_sym)
+            mx.nd.save(tmp_params, payload)
+        except mx.base.MXNetError as err:
+            raise write_error(params_path, err) from None
     return sym_path, params_path

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from retinaface import IMAGE_EXTENSIONS, RetinaFace, draw_detections, read_image, single_scale
 from rcnn.core.checkpoint import CheckpointError
-from rcnn.fileio import UnsafeOutputError, atomic_open, atomic_path, check_writable_dir, refuse_symlink
+from rcnn.fileio import (UnsafeOutputError, atomic_open, atomic_path, check_writable_dir, refuse_symlink,
+                         write_error)
 
 __all__ = ['main', 'detections_to_json']
 logger = logging.getLogger('detect')
@@ -159,7 +160,7 @@ def check_crops_folder(parser, folder, inputs):
 def write_image(path, img, what='drawing'):
     with atomic_path(path, what) as tmp:
         if not cv2.imwrite(tmp, img):
-            raise OSError('OpenCV could not write %s' % path)
+            raise write_error(path, 'OpenCV could not write %s' % path)
 
 
 def write_crops(detector, img, landmarks, folder, stem, size):
