@@ -14,6 +14,7 @@ bench: venv bench-venv
 	$(PY) bench/bench_detect.py
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_loader.py
 
 # Builds with .venv's Python when it exists, else with $(PYTHON) if it has Cython and numpy,
 # else creates .venv first.

@@ -1,14 +1,18 @@
 """Training throughput: where a step's time goes, and the end-to-end rate of ``train.py``.
 
-    python bench/bench_train.py [--size 640] [--batch 8] [--threads 1] [--batches 12] [--e2e_batches 60]
+    python bench/bench_train.py [--size 640] [--batch 8] [--threads 1] [--batches 12] [--e2e_batches 60] [--defaults]
 
 Data: the real WIDER train images of ../shared when present, else a generated set (rcnn.dataset.synthetic).
 1. Breakdown (one process, ``--threads`` compute threads, mnet, OHEM and metrics on): per batch, the time
-   of each data stage (decode, crop, jitter + tensor, anchor targets) and of each training stage
+   of each data stage as a data worker runs it (decode, window resize, one-pass tensor, anchor targets
+   into the batch arrays) and of each training stage
    (forward + backward with the OHEM op, the OHEM op's own numpy work, metric update, optimizer update).
 2. End to end: ``train.py --network mnet`` as a user runs it (``--workers`` data processes, Speedometer),
    ``OMP_NUM_THREADS=--threads``; the samples/s of its last Speedometer line.
 3. The other networks and the data pipeline alone (images/s), as before.
+4. ``--defaults``: the ways ``train.py`` can use the machine's cores side by side, end to end (1 compute
+   thread + 1 data worker, 2 threads + 1 worker, the defaults, ``--cpus 2`` with 1 thread per context),
+   interleaved over ``--rounds``; the side-by-side pipeline against the former commit is bench_loader.py.
 """
 import argparse
 import os
@@ -33,6 +37,9 @@ def parse_args():
     p.add_argument('--workers', default='0,1,2', help='data pipeline rates for these worker counts')
     p.add_argument('--e2e_workers', type=int, default=1, help='train.py --workers in the end-to-end run')
     p.add_argument('--others', action='store_true', help='also the resnet step and the data pipeline rates')
+    p.add_argument('--defaults', action='store_true',
+                   help='compare the ways train.py can use the cores (threads, workers, --cpus 2), end to end')
+    p.add_argument('--rounds', type=int, default=2, help='--defaults: interleaved rounds')
     p.add_argument('--profile', action='store_true',
                    help='also the per-operator time of the training step (MXNet profiler, bulk execution off)')
     return p.parse_args()
@@ -67,26 +74,31 @@ class Clock:
 
 
 def data_breakdown(roidb, cfg, n, clock):
-    """Per-sample stages of the crop pipeline, on n samples (one process, cv2 single-threaded as in workers)."""
+    """Per-sample stages of the crop pipeline as a data worker runs them, on n samples (one process, cv2
+    single-threaded as in the workers), written into one batch's arrays."""
     import cv2
     cv2.setNumThreads(1)
     rng = np.random.RandomState(0)
     assigner = AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, cfg.IMAGE_SIZE,
                               cfg.TRAIN.RPN_POSITIVE_OVERLAP, cfg.TRAIN.RPN_NEGATIVE_OVERLAP)
+    labels = assigner.empty_labels(ARGS.batch)
+    data = np.zeros((ARGS.batch, 3, cfg.IMAGE_SIZE, cfg.IMAGE_SIZE), np.float32)
     for i in range(n):
         rec = roidb[i % len(roidb)]
+        b = i % ARGS.batch
         t0 = time.perf_counter()
         img = image_io.load_image(rec)
         t1 = time.perf_counter()
-        crop, boxes, lms, _ = image_io.random_crop(img, rec['boxes'], rec['landmarks'], cfg.IMAGE_SIZE,
-                                                   cfg.CROP_SCALES, cfg.CROP_TRIES, rng)
+        window = image_io.crop_window(img.shape, rec['boxes'], rec['landmarks'], cfg.IMAGE_SIZE, cfg.CROP_SCALES,
+                                      cfg.CROP_TRIES, rng)
+        crop = image_io.resize_crop(img, window, cfg.IMAGE_SIZE)
         t2 = time.perf_counter()
-        image_io.to_tensor(image_io.color_jitter(crop, cfg.COLOR_MODE, cfg.COLOR_JITTERING, rng))
+        image_io.crop_to_tensor(crop, cfg, rng, out=data[b])
         t3 = time.perf_counter()
-        assigner.assign(boxes, lms)
+        assigner.assign_into(labels, b, window.boxes, window.landmarks)
         t4 = time.perf_counter()
-        for name, dt in (('data: decode', t1 - t0), ('data: crop', t2 - t1), ('data: jitter + tensor', t3 - t2),
-                         ('data: anchor targets', t4 - t3)):
+        for name, dt in (('data: decode', t1 - t0), ('data: crop (window resize)', t2 - t1),
+                         ('data: jitter + tensor (one pass)', t3 - t2), ('data: anchor targets', t4 - t3)):
             clock.add(name, dt)
 
 
@@ -159,19 +171,48 @@ def print_operator_table(dump, batches, top=20):
     print('| all operators | | %.1f | |' % (total / batches))
 
 
-def e2e_rate(data_path, batches, batch, size, workers, threads):
-    """samples/s of train.py's last Speedometer line (fresh prefix in a temporary folder)."""
+def e2e_rate(data_path, batches, batch, size, workers, threads, extra=(), env_extra=None):
+    """samples/s of train.py's last Speedometer line (fresh prefix in a temporary folder); threads None: the
+    OMP default (every core)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        env = dict(os.environ, **(env_extra or {}))
+        env.pop('OMP_NUM_THREADS', None)
+        if threads:
+            env['OMP_NUM_THREADS'] = str(threads)
         cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--network', 'mnet', '--dataset_path', data_path,
                '--root_path', tmp, '--prefix', os.path.join(tmp, 'm'), '--pretrained', 'none', '--image_size',
                str(size), '--batch_images', str(batch), '--lr', '0.001', '--lr_step', '1', '--end_epoch', '1',
-               '--max_batches', str(batches), '--frequent', str(max(1, batches // 3)), '--workers', str(workers)]
+               '--max_batches', str(batches), '--frequent', str(max(1, batches // 3))] + \
+            (['--workers', str(workers)] if workers is not None else []) + list(extra)
         out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
         speeds = re.findall(r'Speed: ([0-9.]+) samples/sec', out.stdout + out.stderr)
         if out.returncode or not speeds:
             raise RuntimeError('train.py failed:\n' + (out.stdout + out.stderr)[-3000:])
         return float(speeds[-1])
+
+
+# (label, compute threads (None: OMP default), --workers (None: train.py's default), per-context batch, flags, env)
+DEFAULT_CASES = [
+    ('1 compute thread, --workers 1', 1, 1, 1, (), {}),
+    ('2 compute threads, --workers 1', 2, 1, 1, (), {}),
+    ('train.py defaults (all cores, --workers default)', None, None, 1, (), {}),
+    ('--cpus 2 (2 contexts x 1 thread), --workers 1', 1, 1, 2, ('--cpus', '2'), {'MXNET_CPU_WORKER_NTHREADS': '2'}),
+]
+
+
+def defaults_table(data_path, args):
+    """The end-to-end rate of each way to use the cores, interleaved over rounds (ratios within one run)."""
+    rates = {case[0]: [] for case in DEFAULT_CASES}
+    for _ in range(args.rounds):
+        for label, threads, workers, contexts, flags, env in DEFAULT_CASES:
+            rates[label].append(e2e_rate(data_path, args.e2e_batches, args.batch // contexts, args.size, workers,
+                                         threads, flags, env))
+    base = max(rates[DEFAULT_CASES[0][0]])
+    print('\n| train.py, mnet %dx%d, global batch %d, %d batches | samples/s (best of %d) | vs 1 thread |'
+          % (args.size, args.size, args.batch, args.e2e_batches, args.rounds))
+    print('|---|---|---|')
+    for label, values in rates.items():
+        print('| %s | %.2f | %.2fx |' % (label, max(values), max(values) / base))
 
 
 def other_rates(roidb, args):
@@ -239,6 +280,8 @@ def main():
                   % (args.e2e_batches, args.e2e_workers, args.threads, rate))
         if args.others:
             other_rates(roidb, args)
+        if args.defaults:
+            defaults_table(data_path, args)
 
 
 if __name__ == '__main__':

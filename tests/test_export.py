@@ -87,6 +87,9 @@ def test_mnet25_onnx_matches_mxnet_on_real_photos(mnet25_prefix, tmp_path):
     from retinaface import RetinaFace
     onnx_path = str(tmp_path / 'mnet.25.onnx')
     export(mnet25_prefix, 0, onnx_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(onnx_path).st_mode & 0o777 == 0o666 & ~umask  # the usual mode, not mkstemp's 0600
     det = RetinaFace(mnet25_prefix, 0, ctx_id=-1)
     imgs = {name: cv2.imread(shared_path('images', name + '.jpg')) for name in ('t1', 't4', 'masked_t1')}
     imgs['t1_vga'] = cv2.resize(imgs['t1'], (640, 480))
@@ -139,8 +142,11 @@ def test_export_refusals(mnet25_prefix, tmp_path):
     out.write_text('not mine')
     run = subprocess.run([sys.executable, '-m', 'rcnn.tools.export_onnx', '--prefix', mnet25_prefix, '--output',
                           str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode != 0 and 'pass --overwrite' in run.stderr
+    assert run.returncode == 2 and 'pass --overwrite' in run.stderr
     assert out.read_text() == 'not mine'
+    run = subprocess.run([sys.executable, '-m', 'rcnn.tools.export_onnx', '--prefix', mnet25_prefix, '--output',
+                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 2 and 'is a folder' in run.stderr
 
 
 def test_quantized_model_loads_detects_and_keeps_its_heads(mnet25_prefix, tmp_path):

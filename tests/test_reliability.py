@@ -433,3 +433,55 @@ def test_cli_on_a_full_disk_leaves_no_partial_json(tmp_path, small_fs, mnet25_pr
     assert res.returncode == 2 and 'No space left on device' in res.stderr and 'Traceback' not in res.stderr
     left = [p for p in (small_fs / 'o').rglob('*') if p.is_file()] if (small_fs / 'o').exists() else []
     assert not [p for p in left if p.suffix == '.json' or '.tmp' in p.name]
+
+
+# ------------------------------------------------------------------------------------------ more of the probe
+def test_ctrl_c_names_the_last_checkpoint(tiny, tmp_path):
+    prefix = str(tmp_path / 'm')
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py')] + [str(a) for a in quick_args(
+        tiny, prefix, '--end_epoch', 400, '--lr_step', '500', '--max_batches', 1)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if 'saved %s-0002.params' % prefix in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out = ''.join(lines) + proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, out[-2000:]
+    assert 'interrupted; last complete checkpoint: %s-00' % prefix in out and 'Traceback' not in out
+    assert not [f for f in os.listdir(tmp_path) if '.tmp' in f]
+
+
+def test_swapped_ground_truth_files_are_refused(tmp_path):
+    gt = tmp_path / 'gt'
+    gt.mkdir()
+    src = shared_path('widerface', 'ground_truth')
+    for name in ('face', 'medium'):
+        shutil.copy(os.path.join(src, 'wider_%s_val.mat' % name), gt / ('wider_%s_val.mat' % name))
+    shutil.copy(os.path.join(src, 'wider_hard_val.mat'), gt / 'wider_easy_val.mat')
+    shutil.copy(os.path.join(src, 'wider_easy_val.mat'), gt / 'wider_hard_val.mat')
+    from rcnn.dataset.widerface_eval import load_mat_gt
+    with pytest.raises(ValueError, match='swapped or renamed'):
+        load_mat_gt(str(gt))
+
+
+def test_parts_hint_is_shell_quoted_and_warns_about_unreadable_images(tmp_path):
+    import shlex
+    generate(str(tmp_path / 'retinaface'), train=1, val=3, seed=15)
+    label = tmp_path / 'retinaface' / 'val' / 'label.txt'
+    first = label.read_text().splitlines()[0][1:].strip()
+    image = tmp_path / 'retinaface' / 'val' / 'images' / first
+    image.write_bytes(image.read_bytes()[:200])
+    out = tmp_path / 'with space'
+    res = run('test.py', eval_args(tmp_path, out, '--parts', 2, '--part', 0))
+    assert res.returncode == 0, res.stdout[-2000:]
+    assert 'could not be read: they have no result file' in res.stdout
+    hint = shlex.split(res.stdout.split('evaluate them together with: ')[1].splitlines()[0])
+    assert hint[hint.index('--pred') + 1] == str(out)
+
+
+def test_folder_prefix_is_refused(tiny, tmp_path):
+    res = run('train.py', quick_args(tiny, str(tmp_path) + '/', '--end_epoch', 1))
+    assert res.returncode == 2 and 'names a folder' in res.stdout
+    assert not list(tmp_path.glob('-0001.params'))
