@@ -10,7 +10,6 @@ Command line (``rcnn/tools/detect.py``): ``python retinaface.py --prefix model/m
 
 One detector may be shared by several threads: calls run one at a time (a lock around the bound executors).
 """
-import argparse
 import collections
 import ctypes
 import json
