@@ -48,11 +48,8 @@ class BatchSlot:
         self.shapes = list(shapes)  # [(name, shape)], data first
         sizes = [int(np.prod(shape)) * 4 for _, shape in self.shapes]
         self._map = mmap.mmap(-1, max(1, sum(sizes)))
-        self.arrays, offset = {}, 0
-        for (name, shape), size in zip(self.shapes, sizes):
-            self.arrays[name] = np.frombuffer(self._map, dtype=np.float32, count=size // 4,
-                                              offset=offset).reshape(shape)
-            offset += size
+        self._offsets = list(np.cumsum([0] + sizes[:-1]))
+        self.arrays = {name: self._view(shape, offset) for (name, shape), offset in zip(self.shapes, self._offsets)}
         self.nds = None
         self.prefault()
 
@@ -64,21 +61,16 @@ class BatchSlot:
         except (OSError, ValueError, AttributeError):
             pass
 
-    def ndarrays(self):
-        """{name: NDArray} aliasing the slot (made on first use; numpy views for them are read-only)."""
-        if self.nds is None:
-            self.nds = {}
-            for (name, shape), offset in zip(self.shapes, self._offsets()):
-                view = np.frombuffer(self._map, dtype=np.float32, count=int(np.prod(shape)), offset=offset)
-                self.nds[name] = mx.nd.from_numpy(view.reshape(shape), zero_copy=True)
-        return self.nds
+    def _view(self, shape, offset):
+        return np.frombuffer(self._map, dtype=np.float32, count=int(np.prod(shape)), offset=int(offset)).reshape(shape)
 
-    def _offsets(self):
-        offsets, offset = [], 0
-        for _, shape in self.shapes:
-            offsets.append(offset)
-            offset += int(np.prod(shape)) * 4
-        return offsets
+    def ndarrays(self):
+        """{name: NDArray} aliasing the slot (made on first use from views of their own: from_numpy makes the
+        views it wraps read-only, while `arrays` stay writable)."""
+        if self.nds is None:
+            self.nds = {name: mx.nd.from_numpy(self._view(shape, offset), zero_copy=True)
+                        for (name, shape), offset in zip(self.shapes, self._offsets)}
+        return self.nds
 
     def wait_idle(self):
         """Block until the engine has no pending read or write of the slot's NDArrays (safe to overwrite)."""
