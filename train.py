@@ -23,7 +23,11 @@ import traceback
 import warnings
 
 import rcnn  # noqa: F401,E402  before mxnet: the CUDA wheels' libraries (rcnn/cuda_wheels.py)
-import mxnet as mx
+from rcnn.cpu_engine import prefer_training_defaults
+
+if __name__ == '__main__':
+    prefer_training_defaults(sys.argv[1:])  # before mxnet loads: compute threads and engine of CPU training
+import mxnet as mx  # noqa: E402
 import numpy as np
 
 from rcnn.config import get_config
@@ -96,7 +100,9 @@ def parse_args(argv=None):
     add('resume', action='store_true', help='continue from the newest complete epoch of --prefix')
     add('overwrite', action='store_true', help='delete the checkpoints of --prefix and start again (without this, '
                                                'a prefix that has checkpoints needs --resume)')
-    add('workers', type=int, default=min(4, os.cpu_count() or 1), help='data worker processes (0 = inline)')
+    add('workers', type=int, default=None,
+        help='data worker processes (0 = inline; default: 1 on the CPU, where one worker outpaces the step and '
+             'every further one takes a core from it; min(4, cores) on GPUs)')
     add('skip_bad', action='store_true', help='skip (and count) malformed label lines and unreadable images')
     add('max_batches', type=int, default=0, help='cap on batches per epoch (0 = whole epoch); for quick runs')
     add('no_landmarks', action='store_true', help='a box-only model (FACE_LANDMARK False): no landmark head')
@@ -114,7 +120,7 @@ def parse_args(argv=None):
         if value is not None and value <= 0:
             p.error('--%s must be > 0, got %d' % (name, value))
     for name in ('max_batches', 'workers', 'begin_epoch'):
-        if getattr(args, name) < 0:
+        if getattr(args, name) is not None and getattr(args, name) < 0:
             p.error('--%s must be >= 0, got %d' % (name, getattr(args, name)))
     if not (math.isfinite(args.lr) and args.lr > 0):
         p.error('--lr must be a positive number, got %g' % args.lr)
@@ -294,6 +300,8 @@ def main(argv=None):
         print('error: %s' % err, file=sys.stderr, flush=True)
         return 2
     on_gpu = ctxs[0].device_type == 'gpu'
+    if args.workers is None:
+        args.workers = min(4, os.cpu_count() or 1) if on_gpu else 1
     kv_name = args.kvstore or ('device' if on_gpu else 'local')
     cfg = get_config(args.network, args.dataset, IMAGE_SIZE=args.image_size, pretrained=args.pretrained,
                      lr=args.lr, lr_step=args.lr_step, wd=args.wd, TRAIN__BATCH_IMAGES=args.batch_images,
@@ -323,8 +331,10 @@ def main(argv=None):
         print('error: %s' % err, flush=True)
         return 2
     logger.info('arguments: %s', vars(args))
-    logger.info('devices: %s, kvstore %s%s', ctx_text, kv_name,
-                ' (worker %d of %d)' % (rank, workers) if workers > 1 else '')
+    logger.info('devices: %s, kvstore %s%s; engine %s, %s compute thread(s), %d data worker(s)', ctx_text,
+                kv_name, ' (worker %d of %d)' % (rank, workers) if workers > 1 else '',
+                os.environ.get('MXNET_ENGINE_TYPE', 'ThreadedEnginePerDevice'),
+                os.environ.get('OMP_NUM_THREADS', "MXNet's default"), args.workers)
 
     try:
         dataset = RetinaFaceDataset(args.image_set, args.root_path, args.dataset_path, skip_bad=args.skip_bad)

@@ -10,9 +10,10 @@ Data: the real WIDER train images of ../shared when present, else a generated se
 2. End to end: ``train.py --network mnet`` as a user runs it (``--workers`` data processes, Speedometer),
    ``OMP_NUM_THREADS=--threads``; the samples/s of its last Speedometer line.
 3. The other networks and the data pipeline alone (images/s), as before.
-4. ``--defaults``: the ways ``train.py`` can use the machine's cores side by side, end to end (1 compute
-   thread + 1 data worker, 2 threads + 1 worker, the defaults, ``--cpus 2`` with 1 thread per context),
-   interleaved over ``--rounds``; the side-by-side pipeline against the former commit is bench_loader.py.
+4. ``--defaults``: the ways ``train.py`` can use the machine's cores side by side, end to end (compute
+   threads 1 or 2, 0 to 2 data workers, MXNet's threaded engine or the calling-thread engine that train.py
+   now picks for one CPU context, the defaults, ``--cpus 2`` with 1 thread per context), interleaved over
+   ``--rounds``; the side-by-side pipeline against the former commit is bench_loader.py.
 """
 import argparse
 import os
@@ -172,11 +173,12 @@ def print_operator_table(dump, batches, top=20):
 
 
 def e2e_rate(data_path, batches, batch, size, workers, threads, extra=(), env_extra=None):
-    """samples/s of train.py's last Speedometer line (fresh prefix in a temporary folder); threads None: the
-    OMP default (every core)."""
+    """samples/s of train.py's last Speedometer line (fresh prefix in a temporary folder); threads None:
+    train.py's default (every core, shared among the contexts)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, **(env_extra or {}))
-        env.pop('OMP_NUM_THREADS', None)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ('OMP_NUM_THREADS', 'MXNET_ENGINE_TYPE', 'MXNET_CPU_WORKER_NTHREADS')}
+        env.update(env_extra or {})
         if threads:
             env['OMP_NUM_THREADS'] = str(threads)
         cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--network', 'mnet', '--dataset_path', data_path,
@@ -191,12 +193,20 @@ def e2e_rate(data_path, batches, batch, size, workers, threads, extra=(), env_ex
         return float(speeds[-1])
 
 
-# (label, compute threads (None: OMP default), --workers (None: train.py's default), per-context batch, flags, env)
+# (label, compute threads (None: train.py's default), --workers (None: train.py's default), contexts, flags, env)
+THREADED = {'MXNET_ENGINE_TYPE': 'ThreadedEnginePerDevice'}  # MXNet's own default engine
 DEFAULT_CASES = [
-    ('1 compute thread, --workers 1', 1, 1, 1, (), {}),
-    ('2 compute threads, --workers 1', 2, 1, 1, (), {}),
-    ('train.py defaults (all cores, --workers default)', None, None, 1, (), {}),
-    ('--cpus 2 (2 contexts x 1 thread), --workers 1', 1, 1, 2, ('--cpus', '2'), {'MXNET_CPU_WORKER_NTHREADS': '2'}),
+    ('1 compute thread, --workers 1, threaded engine', 1, 1, 1, (), THREADED),
+    # MXNet's x86 build computes on half the logical CPUs when OMP_NUM_THREADS is unset: 1 of 2 cores here
+    ("the former defaults (MXNet's threads: half the cores, --workers min(4, cores), threaded engine)",
+     max(1, (os.cpu_count() or 2) // 2), min(4, os.cpu_count() or 1), 1, (), THREADED),
+    ('2 compute threads, --workers 1, threaded engine', 2, 1, 1, (), THREADED),
+    ('2 compute threads, --workers 0, calling-thread engine', 2, 0, 1, (), {}),
+    ('2 compute threads, --workers 2, calling-thread engine', 2, 2, 1, (), {}),
+    ('train.py defaults (every core, calling-thread engine, --workers 1)', None, None, 1, (), {}),
+    ('--cpus 2, MXNET_CPU_WORKER_NTHREADS=1 (one engine worker for both contexts)', None, None, 2, ('--cpus', '2'),
+     {'MXNET_CPU_WORKER_NTHREADS': '1'}),
+    ('--cpus 2, defaults (1 thread and 1 engine worker per context, --workers 1)', None, None, 2, ('--cpus', '2'), {}),
 ]
 
 

@@ -1,5 +1,6 @@
 """Training as users run it: several devices (checked on CPU contexts) and every anchor preset."""
 import os
+import subprocess
 import sys
 import warnings
 
@@ -12,13 +13,14 @@ from rcnn.config import get_config
 from rcnn.core.checkpoint import CheckpointError
 from rcnn.core.loader import CropLoader
 from rcnn.core.metric import get_metrics
+from rcnn.cpu_engine import local_cpu_contexts, physical_cores
 from rcnn.dataset.retinaface import RetinaFaceDataset
 from rcnn.dataset.synthetic import generate
 from rcnn.processing.anchors import TRAINABLE_PRESETS, anchor_config, generate_anchors
 from rcnn.symbol import get_symbol
 from rcnn.symbol.common import label_names
 from retinaface import RetinaFace
-from test_train import params_of, quick_args, run_job, run_train
+from test_train import params_of, quick_args, run_job, run_train, whole_and_resumed
 
 SIZE = 128
 
@@ -112,19 +114,50 @@ def test_two_context_run_trains_checkpoints_and_resumes(tiny_set, tmp_path):
     """Under the threaded engine two CPU contexts run concurrently and their float results are not
     reproducible bit for bit from run to run; the comparison runs on the calling-thread engine (the same
     operators in a fixed order), where two identical runs agree and resume must agree with them."""
-    whole, split = str(tmp_path / 'whole'), str(tmp_path / 'split')
-    common = ('--cpus', 2, '--lr_step', '5')
-    env = {'MXNET_ENGINE_TYPE': 'NaiveEngine'}
-    res = run_train(quick_args(tiny_set, whole, '--end_epoch', 2, *common), env=env)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert 'devices: 2 CPU contexts' in res.stdout and '4 per batch' in res.stdout  # 2 per context x 2
-    assert run_train(quick_args(tiny_set, split, '--end_epoch', 1, *common), env=env).returncode == 0
-    res = run_train(quick_args(tiny_set, split, '--end_epoch', 2, '--resume', *common), env=env)
-    assert res.returncode == 0 and 'optimizer state (momentum) restored' in res.stdout, res.stdout[-3000:]
-    a, b = params_of(whole + '-0002.params'), params_of(split + '-0002.params')
-    assert set(a) == set(b)
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    whole, _ = whole_and_resumed(tiny_set, tmp_path, '--cpus', 2, '--lr_step', '5',
+                                 env={'MXNET_ENGINE_TYPE': 'NaiveEngine'})
+    assert 'devices: 2 CPU contexts' in whole and '4 per batch' in whole  # 2 per context x 2
+
+
+@pytest.mark.parametrize('argv, environ, expected', [
+    ([], {}, 1),
+    (['--network', 'mnet', '--cpus', '1'], {}, 1),
+    (['--kvstore', 'local'], {}, 1),
+    (['--cpus', '2'], {}, 2),
+    (['--cpus=4'], {}, 4),
+    (['--gpus', '0,1'], {}, 0),
+    ([], {'CUDA_VISIBLE_DEVICES': '0'}, 0),
+    (['--kvstore', 'dist_sync', '--cpus', '2'], {}, 0),
+    ([], {'DMLC_ROLE': 'server'}, 0),  # a process of a distributed job
+    (['--cpus', 'two'], {}, 0),  # left to train.py's parser, which reports it
+])
+def test_local_cpu_contexts_from_train_arguments(argv, environ, expected):
+    assert local_cpu_contexts(argv, environ) == expected
+
+
+@pytest.mark.parametrize('argv, environ, expected', [
+    ([], {}, ('NaiveEngine', 'cores')),  # one context: the calling thread, every core
+    (['--cpus', '2'], {}, (None, 'cores/2')),  # two contexts: two engine workers run them concurrently
+    ([], {'OMP_NUM_THREADS': '3', 'MXNET_ENGINE_TYPE': 'ThreadedEngine'}, ('ThreadedEngine', '3')),  # the user's
+    (['--gpus', '0'], {}, None),
+])
+def test_training_defaults_are_set_before_mxnet_loads(argv, environ, expected):
+    """In a fresh interpreter (the settings only count before MXNet loads): MXNet's x86 build would compute on
+    half the cores, so train.py's CPU defaults set OMP_NUM_THREADS to the cores per context."""
+    env = {k: v for k, v in os.environ.items() if k not in ('OMP_NUM_THREADS', 'MXNET_ENGINE_TYPE',
+                                                             'MXNET_OMP_MAX_THREADS', 'CUDA_VISIBLE_DEVICES',
+                                                             'MXNET_CPU_WORKER_NTHREADS')}
+    env.update(environ, PYTHONPATH=ROOT)
+    code = ('import os, sys; from rcnn.cpu_engine import prefer_training_defaults as p; print(p(sys.argv[1:])); '
+            'print(os.environ.get("MXNET_CPU_WORKER_NTHREADS"))')
+    res = subprocess.run([sys.executable, '-c', code] + argv, capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    if expected is not None:
+        threads = {'cores': str(physical_cores()), 'cores/2': str(max(1, physical_cores() // 2))}
+        expected = (expected[0], threads.get(expected[1], expected[1]))
+    result, engine_workers = res.stdout.split('\n')[:2]
+    assert result == repr(expected)
+    assert engine_workers == ('2' if argv == ['--cpus', '2'] else 'None')
 
 
 def test_distributed_two_workers_of_two_contexts(tiny_set, tmp_path):
@@ -135,7 +168,9 @@ def test_distributed_two_workers_of_two_contexts(tiny_set, tmp_path):
                                     '--max_batches', 2, '--batch_images', 1)]
     res = run_job(cmd, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert 'devices: 2 CPU contexts, kvstore dist_sync (worker 0 of 2)' in res.stdout + res.stderr
+    # a distributed job keeps the threaded engine (its kvstore server works on engine threads)
+    assert 'devices: 2 CPU contexts, kvstore dist_sync (worker 0 of 2); engine ThreadedEnginePerDevice' \
+        in res.stdout + res.stderr
     a, b = params_of(prefix + '-0001.params'), params_of(prefix + '.rank1-0001.params')
     assert set(a) == set(b)
     for k in a:

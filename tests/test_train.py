@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT, shared_path
 from rcnn.core.checkpoint import list_epochs
+from rcnn.cpu_engine import physical_cores
 from rcnn.dataset.synthetic import generate
 from retinaface import RetinaFace
 
@@ -203,20 +204,29 @@ def params_of(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
 
 
-def test_resume_restores_momentum(tiny_set, tmp_path):
-    """Two epochs in one run and one epoch + --resume end with the same weights: the SGD momentum is saved
-    with each checkpoint (<prefix>-NNNN.states) and restored."""
+def whole_and_resumed(root, tmp_path, *extra, env=None):
+    """Two epochs in one run, and one epoch + --resume: checks that both end with the same weights and
+    returns the stdout of the two-epoch run and of the resumed run."""
     whole, split = str(tmp_path / 'whole'), str(tmp_path / 'split')
-    res = run_train(quick_args(tiny_set, whole, '--end_epoch', 2, '--lr_step', '5'))
+    res = run_train(quick_args(root, whole, '--end_epoch', 2, *extra), env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert run_train(quick_args(tiny_set, split, '--end_epoch', 1, '--lr_step', '5')).returncode == 0
+    first = run_train(quick_args(root, split, '--end_epoch', 1, *extra), env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert os.path.isfile(split + '-0001.states')
-    res = run_train(quick_args(tiny_set, split, '--end_epoch', 2, '--lr_step', '5', '--resume'))
-    assert res.returncode == 0 and 'optimizer state (momentum) restored from %s-0001.states' % split in res.stdout
+    resumed = run_train(quick_args(root, split, '--end_epoch', 2, '--resume', *extra), env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert 'optimizer state (momentum) restored from %s-0001.states' % split in resumed.stdout
     a, b = params_of(whole + '-0002.params'), params_of(split + '-0002.params')
     assert set(a) == set(b)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    return res.stdout, resumed.stdout
+
+
+def test_resume_restores_momentum(tiny_set, tmp_path):
+    """Two epochs in one run and one epoch + --resume end with the same weights: the SGD momentum is saved
+    with each checkpoint (<prefix>-NNNN.states) and restored."""
+    whole_and_resumed(tiny_set, tmp_path, '--lr_step', '5')
 
 
 def test_box_only_model_trains_and_detects(tiny_set, tmp_path):
@@ -275,16 +285,21 @@ def test_distributed_uneven_shards_finish(tmp_path):
 
 def test_bare_test_py_evaluates_what_train_py_wrote(tmp_path):
     """`python train.py` then `python test.py` with their defaults, in a project folder (model/, data/)."""
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict({k: v for k, v in os.environ.items() if k not in ('MXNET_ENGINE_TYPE', 'OMP_NUM_THREADS')},
+               PYTHONPATH=ROOT)
     res = subprocess.run([sys.executable, os.path.join(ROOT, 'test.py')], capture_output=True, text=True,
                          cwd=str(tmp_path), env=env, timeout=300)
     assert res.returncode == 2 and 'Traceback' not in res.stderr
     assert 'no checkpoint model/retinaface-NNNN.params' in res.stdout and '--prefix model/mnet.25 --epoch 0' in res.stdout
     generate(str(tmp_path / 'data' / 'retinaface'), train=4, val=2, seed=6)
     res = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--network', 'mnet', '--pretrained', 'none',
-                          '--image_size', '128', '--batch_images', '2', '--lr_step', '2', '--max_batches', '1',
-                          '--workers', '0'], capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
+                          '--image_size', '128', '--batch_images', '2', '--lr_step', '2', '--max_batches', '1'],
+                         capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # the CPU defaults (README "Choosing the CPU defaults"): the calling-thread engine, every core computing
+    # and one data worker
+    assert ('devices: CPU, kvstore local; engine NaiveEngine, %d compute thread(s), 1 data worker(s)'
+            % physical_cores()) in res.stdout
     assert list_epochs(str(tmp_path / 'model' / 'retinaface')) == [1, 2]
     res = subprocess.run([sys.executable, os.path.join(ROOT, 'test.py'), '--mode', '0', '--scales', '0.5'],
                          capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
