@@ -6,12 +6,12 @@ goes back to sleep between operators, so batch-of-one detection gained nothing f
 on 2 AVX2 cores, mnet.25 fp32 at VGA: 28-30 ms on 1 thread, 24-36 ms on 2). On the calling thread one OpenMP
 team serves every operator of the forward pass and the second thread pays off (16-17 ms); README
 "Deployment speed" has the side-by-side numbers. Results are bitwise the same; only scheduling
-changes. Training on one CPU context gains the same way (mnet 640², batch 8, 2 cores: 12.5 samples/s against
-10.7 on the threaded engine, README "Choosing the CPU defaults"); several contexts keep the threaded engine,
-which runs them concurrently, and so does a distributed job (its kvstore server works on engine threads).
-train.py also sets the compute threads (``prefer_training_defaults``): MXNet's own default is half the cores.
-Measured, end to end (``bench/bench_train.py --defaults``): one context on every core and the calling thread
-13.1 samples/s, the former defaults 9.0, one thread 8.7.
+changes. Training on one CPU context gains the same way; several contexts keep the threaded engine, with
+one engine worker each so that they run concurrently, and a distributed job keeps MXNet's settings (its
+kvstore server works on engine threads). train.py also sets the compute threads: MXNet's own default is half
+the logical CPUs. Measured end to end (``bench/bench_train.py --defaults``, mnet 640², batch 8, 2 cores):
+13.1 samples/s with these defaults, 9.6 on 2 threads with the threaded engine, 9.0 with MXNet's defaults,
+8.7 on one thread (README "Choosing the CPU defaults").
 Chosen only where it cannot hurt: the CPU build of MXNet (the CUDA build keeps its asynchronous
 engine for GPU streams), before MXNet is imported, and never over a value the user set.
 """
@@ -78,8 +78,8 @@ def physical_cores():
 def prefer_training_defaults(argv):
     """train.py's CPU defaults, before MXNet loads and never over a value the user set: every core computes
     (OMP_NUM_THREADS = cores / contexts; without it MXNet's x86 build takes half the logical CPUs, one of two
-    cores here); one context runs on the calling thread, several on as many engine worker threads. Returns (engine, compute threads per context) or
-    None where train.py does not train on local CPU contexts."""
+    cores here); one context runs on the calling thread, several on one engine worker thread each. Returns
+    (engine, compute threads per context), or None where train.py does not train on local CPU contexts."""
     contexts = local_cpu_contexts(argv)
     if not contexts or 'mxnet' in sys.modules:
         return None
