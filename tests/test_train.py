@@ -33,7 +33,8 @@ def run_train(args, env=None, timeout=600):
 def run_job(cmd, timeout):
     """A distributed job (launcher, scheduler, server, workers) in its own process group; on a timeout the
     whole group is killed (a hung job must not hold the scheduler port for later tests) and the test fails."""
-    env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}  # set here by importing retinaface; a user's shell has not
+    # MXNET_ENGINE_TYPE was set in this process by importing retinaface; a user's shell has not set it
+    env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env=dict(env, DMLC_INTERFACE='lo', PS_VERBOSE='0'), start_new_session=True)
     try:
