@@ -34,6 +34,7 @@ from rcnn.config import get_config
 from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, list_epochs, load_checkpoint, load_params,
                                   non_finite, remove_epochs, save_checkpoint, states_path)
 from rcnn.core.device import DeviceError, check_gpus
+from rcnn.core.freeze import STEM_PARAMS, freeze_plan
 from rcnn.processing.anchors import TRAINABLE_PRESETS, anchor_config
 from rcnn.core.loader import CropLoader, DataWorkerError
 from rcnn.core.metric import get_metrics
@@ -45,11 +46,6 @@ from rcnn.symbol.common import label_names
 
 logger = logging.getLogger('train')
 DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
-STEM_PARAMS = {  # frozen with LAYER_FIX: the stem convs and their BN affine (by name, not position)
-    'mnet': ['mobilenet0_conv0_weight', 'mobilenet0_batchnorm0_gamma', 'mobilenet0_batchnorm0_beta',
-             'mobilenet0_conv1_weight', 'mobilenet0_batchnorm1_gamma', 'mobilenet0_batchnorm1_beta'],
-    'resnet': ['conv0_weight', 'bn0_gamma', 'bn0_beta'],
-}
 
 
 class TrainingDiverged(RuntimeError):
@@ -388,7 +384,8 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
     if not pretrained:
         cfg.pretrained = ''  # recorded in -config.json: a later --resume must know the run began from scratch
     # the stem is frozen only where its weights came from the checkpoint (a random stem must train)
-    fixed = [n for n in STEM_PARAMS[args.network] if n in (arg_params or {})] if cfg.LAYER_FIX and pretrained else []
+    frozen = [n for n in STEM_PARAMS[args.network] if n in (arg_params or {})] if cfg.LAYER_FIX and pretrained else []
+    fixed, zero_lr = freeze_plan(train_sym, frozen)  # frozen BatchNorms still follow the data (rcnn/core/freeze.py)
     if cfg.LAYER_FIX and not pretrained:
         logger.info('LAYER_FIX ignored: the stem is random when training from scratch')
     with atomic_open(prefix + '-config.json', what='run config') as f:
@@ -403,6 +400,8 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
     optimizer = mx.optimizer.SGD(learning_rate=args.lr, momentum=cfg.momentum, wd=args.wd,
                                  rescale_grad=1.0 / (len(ctxs) * workers), lr_scheduler=scheduler,
                                  begin_num_update=begin_epoch * iters)
+    optimizer.set_lr_mult({n: 0.0 for n in zero_lr})
+    optimizer.set_wd_mult({n: 0.0 for n in zero_lr})
     # The losses normalise themselves (valid anchors, recipe grad scales): rescale_grad only averages devices.
     warnings.filterwarnings('ignore', message='Optimizer created manually outside Module')
     mod.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label, for_training=True)
@@ -428,6 +427,10 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
                                    % (', '.join(bad), param.epoch + 1, param.nbatch))
 
     def epoch_end(epoch):
+        # MXNet's CPU BatchNorm writes its moving statistics in the backward pass, which does not declare them
+        # as outputs to the engine: without this wait a threaded engine (several contexts) can copy them out
+        # before the last steps' updates land (measured: still the initial 0/1 after 3 steps)
+        mx.nd.waitall()
         arg, aux = mod.get_params()
         bad = non_finite(arg, aux)
         if bad:  # never written: the last checkpoint on disk stays the last good one

@@ -440,7 +440,10 @@ def test_ctrl_c_names_the_last_checkpoint(tiny, tmp_path):
     prefix = str(tmp_path / 'm')
     cmd = [sys.executable, os.path.join(ROOT, 'train.py')] + [str(a) for a in quick_args(
         tiny, prefix, '--end_epoch', 400, '--lr_step', '500', '--max_batches', 1)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    # SIGINT as a terminal gives it: a background job of a non-interactive shell (`make test &`) inherits it
+    # ignored, and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stdout:
         lines.append(line)
