@@ -7,8 +7,9 @@
     python -m rcnn.core.launch -n 2 -s 1 --launcher ssh -H hosts python train.py --kvstore dist_sync ...
 
 One checkpoint per epoch, ``<prefix>-symbol.json`` (the 9-output test graph RetinaFace loads),
-``<prefix>-<epoch>.params`` and the optimizer state ``<prefix>-<epoch>.states`` (SGD momentum), written
-atomically; ``--resume`` continues from the newest one, momentum included.
+``<prefix>-<epoch>.params`` and the optimizer state ``<prefix>-<epoch>.states.npz`` (SGD momentum by parameter
+name, plain arrays), written atomically; ``--resume`` continues from the newest one, momentum included, and
+refuses a checkpoint of another --network, --anchors or landmark setting before anything is written.
 """
 import argparse
 import glob
@@ -31,8 +32,9 @@ import mxnet as mx  # noqa: E402
 import numpy as np
 
 from rcnn.config import get_config
-from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, list_epochs, load_checkpoint, load_params,
-                                  non_finite, remove_epochs, save_checkpoint, states_path)
+from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, legacy_states_path, list_epochs,
+                                  load_checkpoint, load_momentum, load_params, non_finite, read_momentum, remove_epochs,
+                                  save_checkpoint, save_momentum, states_path)
 from rcnn.core.device import DeviceError, check_gpus
 from rcnn.core.freeze import STEM_PARAMS, freeze_plan
 from rcnn.processing.anchors import TRAINABLE_PRESETS, anchor_config
@@ -40,12 +42,15 @@ from rcnn.core.loader import CropLoader, DataWorkerError
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
-from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, open_append, refuse_symlink, write_error
+from rcnn.fileio import atomic_open, check_writable_dir, open_append, refuse_symlink
 from rcnn.symbol import get_backbone, get_symbol
 from rcnn.symbol.common import label_names
 
 logger = logging.getLogger('train')
 DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
+
+
+KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync', 'dist_async')
 
 
 class TrainingDiverged(RuntimeError):
@@ -80,8 +85,9 @@ def parse_args(argv=None):
     add('lr_step', default=cfg.lr_step, help='epochs where the learning rate changes')
     add('wd', type=float, default=cfg.wd, help='weight decay')
     add('frequent', type=int, default=20, help='Speedometer period (batches)')
-    add('kvstore', default=None, help='device | local | dist_sync | dist_device_sync | dist_async '
-                                      '(default: device on GPUs, local on the CPU)')
+    add('kvstore', default=None, choices=KVSTORES,
+        help='gradient aggregation (default: device on GPUs, local on the CPU); dist_* need the launcher: '
+             'python -m rcnn.core.launch -n WORKERS -s SERVERS [--launcher local|ssh|mpi] python train.py ...')
     add('no_flip', action='store_true', help='no mirrored copies of the training images')
     add('no_shuffle', action='store_true', help='keep the label.txt order')
     add('gpus', default=None, help='comma-separated GPU ids (default: $CUDA_VISIBLE_DEVICES if set, else CPU)')
@@ -94,6 +100,9 @@ def parse_args(argv=None):
     add('image_size', type=int, default=cfg.IMAGE_SIZE, help='side of the square training crop (multiple of 32)')
     add('seed', type=int, default=0, help='seed of python, numpy, mxnet and the data pipeline')
     add('resume', action='store_true', help='continue from the newest complete epoch of --prefix')
+    add('fresh_momentum', action='store_true',
+        help='with --resume: continue from the params with the SGD momentum restarted from zero, where the '
+             'checkpoint has no readable momentum (a dist run, or a .states pickle of an earlier version)')
     add('overwrite', action='store_true', help='delete the checkpoints of --prefix and start again (without this, '
                                                'a prefix that has checkpoints needs --resume)')
     add('workers', type=int, default=None,
@@ -109,6 +118,10 @@ def parse_args(argv=None):
                 % (max(32, top), args.anchors, args.image_size))
     if args.cpus < 0:
         p.error('--cpus must be >= 0, got %d' % args.cpus)
+    if args.kvstore and args.kvstore.startswith('dist') and 'DMLC_ROLE' not in os.environ:
+        p.error('--kvstore %s runs under the launcher, which starts the scheduler, servers and workers: python -m '
+                'rcnn.core.launch -n WORKERS -s SERVERS --launcher local python train.py ... --kvstore %s'
+                % (args.kvstore, args.kvstore))
     if args.cpus and args.gpus:
         p.error('--cpus and --gpus exclude each other: train on CPU contexts or on GPUs')
     for name in ('batch_images', 'frequent', 'end_epoch'):
@@ -156,15 +169,7 @@ def shard(roidb, rank, workers):
 
 def save_optimizer_states(mod, prefix, epoch):
     """SGD momentum of `epoch` next to its params, atomically; None where the states live on the servers."""
-    if mod._update_on_kvstore and 'dist' in mod._kvstore.type:
-        return None  # dist kvstore: the optimizer runs on the parameter servers
-    path = states_path(prefix, epoch)
-    with atomic_path(path, 'optimizer state') as tmp:
-        try:
-            mod.save_optimizer_states(tmp)
-        except mx.base.MXNetError as err:
-            raise write_error(path, err) from None
-    return path
+    return save_momentum(mod, states_path(prefix, epoch))
 
 
 def refuse_planted_links(prefix):
@@ -184,13 +189,40 @@ def setup_logging(prefix):
         root.addHandler(handler)
 
 
-def _started_pretrained(prefix, pretrained):
-    """Whether the run being resumed began from a pretrained backbone (its saved config says)."""
+def _saved_config(prefix):
+    """The -config.json of the run being resumed, or {} where there is none readable."""
     try:
         with open(prefix + '-config.json') as f:
-            return bool(json.load(f).get('pretrained'))
+            saved = json.load(f)
     except (OSError, ValueError):
-        return bool(pretrained)
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+RESUME_MUST_MATCH = (('NETWORK', '--network'), ('ANCHOR_NETWORK', '--anchors'), ('FACE_LANDMARK', '--no_landmarks'))
+
+
+def _momentum_to_restore(args, epoch, dist):
+    """(path, {name: momentum}) of the .states.npz of `epoch`, read and checked, or None (fresh momentum) where
+    the user said --fresh_momentum; CheckpointError where it is missing, unreadable or in the old pickle format
+    and they did not."""
+    path = states_path(args.prefix, epoch)
+    if os.path.isfile(path):
+        return path, read_momentum(path)
+    legacy = legacy_states_path(args.prefix, epoch)
+    if args.fresh_momentum:
+        logger.warning('--fresh_momentum: the SGD momentum restarts from zero (%s)',
+                       'the pickle %s is not read' % legacy if os.path.exists(legacy) else 'no %s' % path)
+        return None
+    if os.path.exists(legacy):
+        raise CheckpointError('--resume: the momentum of epoch %d is in %s, the pickle format of earlier versions, '
+                              'which this version never loads (unpickling a file can run code); --fresh_momentum '
+                              'continues from %s-%04d.params with the momentum restarted from zero; nothing was '
+                              'changed' % (epoch, legacy, args.prefix, epoch))
+    why = ('a dist kvstore keeps it on its servers' if dist else 'it was not written or was removed')
+    raise CheckpointError('--resume: no momentum %s for epoch %d (%s); --fresh_momentum continues from '
+                          '%s-%04d.params with the momentum restarted from zero; nothing was changed'
+                          % (path, epoch, why, args.prefix, epoch))
 
 
 def _checkpoint_fit(params, sym, shapes):
@@ -202,11 +234,14 @@ def _checkpoint_fit(params, sym, shapes):
             (n not in params or tuple(params[n].shape) != tuple(shape))]
 
 
-def initial_params(args, cfg, sym, shapes):
-    """(arg_params, aux_params, begin_epoch, pretrained?) from --resume, --pretrained, or nothing.
+def initial_params(args, cfg, sym, shapes, dist=False):
+    """(arg_params, aux_params, begin_epoch, pretrained?, momentum .npz or None) from --resume, --pretrained,
+    or nothing.
 
-    A checkpoint to resume must hold every parameter of the training graph with its shape (a checkpoint of
-    another network or preset is refused, never half loaded); a pretrained file must hold backbone tensors.
+    A checkpoint to resume must be of the same --network, --anchors and landmark setting (its -config.json) and
+    hold exactly the parameters of the training graph with their shapes (a checkpoint of another network or
+    preset is refused, never half loaded), and its momentum must be readable (or --fresh_momentum given); a
+    pretrained file must hold backbone tensors.
     """
     if args.resume:
         epoch = latest_epoch(args.prefix)
@@ -214,15 +249,25 @@ def initial_params(args, cfg, sym, shapes):
             logger.info('--resume: no checkpoint %s-NNNN.params yet; starting at epoch %d', args.prefix,
                         args.begin_epoch)
         else:
+            saved = _saved_config(args.prefix)
+            for key, flag in RESUME_MUST_MATCH:
+                if key in saved and saved[key] != cfg[key]:
+                    raise CheckpointError('--resume: %s was trained with %s=%s, this run asks for %s (%s); resume '
+                                          'with the flags it was started with, or train into another --prefix; '
+                                          'nothing was changed' % (args.prefix, key, saved[key], cfg[key], flag))
             _, arg, aux = load_checkpoint(args.prefix, epoch)
-            unfit = _checkpoint_fit(dict(arg, **aux), sym, shapes)
+            names = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
+            extra = sorted((set(arg) | set(aux)) - names)
+            unfit = _checkpoint_fit(dict(arg, **aux), sym, shapes) + \
+                ['%s (not in this graph)' % n for n in extra]
             if unfit:
                 raise CheckpointError('--resume: %s-%04d.params does not fit the training graph of --network %s '
                                       '--anchors %s (%d parameters missing or of another shape, e.g. %s): it was '
                                       'not written by this training; nothing was changed'
                                       % (args.prefix, epoch, args.network, args.anchors, len(unfit), unfit[0]))
+            momentum = _momentum_to_restore(args, epoch, dist)
             logger.info('resuming from %s-%04d.params (epoch %d done)', args.prefix, epoch, epoch)
-            return arg, aux, epoch, _started_pretrained(args.prefix, args.pretrained)
+            return arg, aux, epoch, bool(saved.get('pretrained', args.pretrained)), momentum
     if args.pretrained:
         params = '%s-%04d.params' % (args.pretrained, args.pretrained_epoch)
         if not os.path.isfile(params):
@@ -247,9 +292,9 @@ def initial_params(args, cfg, sym, shapes):
         aux = {k: v for k, v in aux.items() if k in names and k not in unfit}
         logger.info('backbone from %s: %d of its tensors used (%d of the backbone)', params, len(arg) + len(aux),
                     len(fits))
-        return arg, aux, args.begin_epoch, True
+        return arg, aux, args.begin_epoch, True, None
     logger.info('no --pretrained backbone given: training %s from scratch (random initialisation)', args.network)
-    return None, None, args.begin_epoch, False
+    return None, None, args.begin_epoch, False, None
 
 
 def _param_shapes(taps, data_shape):
@@ -358,7 +403,8 @@ def main(argv=None):
     try:
         shapes = dict(loader.provide_data + loader.provide_label)
         try:
-            arg_params, aux_params, begin_epoch, pretrained = initial_params(args, cfg, train_sym, shapes)
+            arg_params, aux_params, begin_epoch, pretrained, momentum = initial_params(
+                args, cfg, train_sym, shapes, dist=workers > 1 or 'dist' in kv_name)
         except CheckpointError as err:
             logger.error('error: %s', err)
             return 2
@@ -368,14 +414,14 @@ def main(argv=None):
         if existing and args.overwrite and not args.resume:  # only now: every input has been checked
             logger.info('--overwrite: deleted %s', ', '.join(remove_epochs(prefix)))
         return _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params,
-                      begin_epoch, pretrained)
+                      begin_epoch, pretrained, momentum)
     finally:
         loader.close()
         lock.release()
 
 
 def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params, begin_epoch,
-           pretrained):
+           pretrained, momentum):
     if args.max_batches:
         loader.max_batches = args.max_batches
     loader.reset_epoch(begin_epoch)
@@ -407,13 +453,9 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
     mod.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label, for_training=True)
     mod.init_params(mx.init.Xavier(), arg_params=arg_params, aux_params=aux_params, allow_missing=True)
     mod.init_optimizer(kvstore=kv, optimizer=optimizer)
-    if args.resume and begin_epoch:
-        path = states_path(prefix, begin_epoch)
-        if os.path.isfile(path):
-            mod.load_optimizer_states(path)
-            logger.info('optimizer state (momentum) restored from %s', path)
-        else:
-            logger.warning('no optimizer state %s: momentum restarts from zero', path)
+    if momentum:
+        count = load_momentum(mod, momentum[1], momentum[0])  # names and shapes fit: the params did
+        logger.info('optimizer state (momentum of %d parameters) restored from %s', count, momentum[0])
     metric = get_metrics(train_sym.list_outputs(), cfg.RPN_FEAT_STRIDE, cfg.FACE_LANDMARK)
     speedometer = mx.callback.Speedometer(batch, args.frequent, auto_reset=False)
     last_saved = [begin_epoch if args.resume and begin_epoch else None]
@@ -447,7 +489,7 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
             raise
         last_saved[0] = epoch + 1
         logger.info('saved %s (epoch %d, lr %.6g)', params_path, epoch + 1,
-                    scheduler.lr_at_iter((epoch + 1) * iters))
+                    scheduler.lr_at_iter((epoch + 1) * iters - 1))  # the rate its last batch trained with
 
     start = time.time()
     try:

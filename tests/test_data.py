@@ -145,16 +145,37 @@ def test_ohem_keeps_hardest():
 
 
 def test_lr_schedule():
-    s = RetinaFaceScheduler(0.01, parse_lr_steps('55,68,80'), iters_per_epoch=100)
+    s = RetinaFaceScheduler(0.01, parse_lr_steps('55,68,80'), iters_per_epoch=100).lr_at_iter
     assert s(0) == 0.01 and s(5499) == 0.01
     assert s(5500) == pytest.approx(0.001) and s(6800) == pytest.approx(0.0001)
-    r = RetinaFaceScheduler(0.001, parse_lr_steps('1,2,3,4,5,55,68,80'), iters_per_epoch=10)
+    r = RetinaFaceScheduler(0.001, parse_lr_steps('1,2,3,4,5,55,68,80'), iters_per_epoch=10).lr_at_iter
     assert r(10) == pytest.approx(0.001 * WARMUP_STEP_FACTOR)
     assert r(50) == pytest.approx(0.01) and r(550) == pytest.approx(0.001)
-    f = RetinaFaceScheduler(1.0, [1, 2, 3, 4, 5], 1)
+    f = RetinaFaceScheduler(1.0, [1, 2, 3, 4, 5], 1).lr_at_iter
     assert f(5) == pytest.approx(0.5 * 0.5 * 0.4 * 0.1 * 0.1)
     with pytest.raises(ValueError, match='lr_step'):
         parse_lr_steps('5,x')
+
+
+@pytest.mark.parametrize('begin_epoch', [0, 1])
+def test_lr_per_batch_through_mxnet_sgd_is_the_original_schedule(begin_epoch):
+    """The rate each batch is updated with by a real mx.optimizer.SGD (no momentum, no decay, gradient 1: the
+    weight falls by exactly the rate), 3 batches per epoch, --lr_step 2,3: the original's batch callback
+    changed the rate when its batch counter reached 2 x 3 = 6, so batch 6, the first of epoch 3, is the first
+    at 0.1 x (written out by hand, not computed by the scheduler)."""
+    import mxnet as mx
+    by_hand = [1.0] * 6 + [0.1] * 3 + [0.01] * 3  # batches 0..11
+    sched = RetinaFaceScheduler(1.0, [2, 3], iters_per_epoch=3)
+    opt = mx.optimizer.SGD(learning_rate=1.0, momentum=0.0, wd=0.0, lr_scheduler=sched,
+                           begin_num_update=begin_epoch * 3)  # as train.py, resuming after begin_epoch epochs
+    updater = mx.optimizer.get_updater(opt)
+    weight = mx.nd.array([100.0], dtype='float64')
+    used = []
+    for _ in range(begin_epoch * 3, 12):
+        before = weight.asnumpy()[0]
+        updater(0, mx.nd.array([1.0], dtype='float64'), weight)
+        used.append(before - weight.asnumpy()[0])
+    np.testing.assert_allclose(used, by_hand[begin_epoch * 3:], rtol=1e-6)  # the op takes the rate as float32
 
 
 def test_label_file_is_parsed_for_val_without_landmarks(tmp_path):

@@ -2,7 +2,6 @@
 the faces it was trained on, and every BatchNorm's moving statistics in a trained checkpoint are the statistics
 of the training data (spec network.md section 11: frozen BatchNorm layers still run in training mode and
 update their moving statistics; the published mnet.25 holds the raw-pixel variance in its stem)."""
-import json
 import os
 import subprocess
 import sys

@@ -214,10 +214,10 @@ def whole_and_resumed(root, tmp_path, *extra, env=None):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     first = run_train(quick_args(root, split, '--end_epoch', 1, *extra), env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert os.path.isfile(split + '-0001.states')
+    assert os.path.isfile(split + '-0001.states.npz')
     resumed = run_train(quick_args(root, split, '--end_epoch', 2, '--resume', *extra), env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert 'optimizer state (momentum) restored from %s-0001.states' % split in resumed.stdout
+    assert 'restored from %s-0001.states.npz' % split in resumed.stdout
     a, b = params_of(whole + '-0002.params'), params_of(split + '-0002.params')
     assert set(a) == set(b)
     for k in a:
@@ -227,7 +227,7 @@ def whole_and_resumed(root, tmp_path, *extra, env=None):
 
 def test_resume_restores_momentum(tiny_set, tmp_path):
     """Two epochs in one run and one epoch + --resume end with the same weights: the SGD momentum is saved
-    with each checkpoint (<prefix>-NNNN.states) and restored."""
+    with each checkpoint (<prefix>-NNNN.states.npz) and restored."""
     whole_and_resumed(tiny_set, tmp_path, '--lr_step', '5')
 
 
@@ -308,3 +308,89 @@ def test_bare_test_py_evaluates_what_train_py_wrote(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert 'evaluating model/retinaface-0002.params (the newest checkpoint of model/retinaface)' in res.stdout
     assert 'retinaface mode 0 (label.txt ground truth): 2 images' in res.stdout
+
+
+def test_momentum_survives_a_change_of_context_count(tiny_set, tmp_path):
+    """One epoch on 2 CPU contexts, then --resume on one with a rate too small to matter (1e-12): by SGD's
+    definition (mom = 0.9 mom - lr g; w += mom) each weight then moves by exactly m1 (0.9 + 0.81 + ...) over
+    the k steps, m1 the momentum saved with epoch 1. (Before: the states were keyed by index on one path and by
+    name on the other, the log said "restored" and the weights did not move.)"""
+    from rcnn.core.checkpoint import read_momentum
+    prefix = str(tmp_path / 'ctx')
+    first = run_train(quick_args(tiny_set, prefix, '--end_epoch', 1, '--cpus', 2, '--batch_images', 1))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    momentum = read_momentum(prefix + '-0001.states.npz')
+    resumed = run_train(quick_args(tiny_set, prefix, '--end_epoch', 2, '--resume', '--lr', 1e-12))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    steps = 3  # --max_batches 3
+    w1, w2 = params_of(prefix + '-0001.params'), params_of(prefix + '-0002.params')
+    moved = [k for k in momentum if 'arg:' + k in w1 and np.abs(momentum[k]).max() > 1e-4]
+    assert len(moved) > 50
+    factor = sum(0.9 ** j for j in range(1, steps + 1))
+    for k in moved:
+        np.testing.assert_allclose(w2['arg:' + k] - w1['arg:' + k], factor * momentum[k], rtol=1e-3,
+                                   atol=1e-6 * np.abs(w1['arg:' + k]).max() + 1e-7, err_msg=k)
+    nxt = read_momentum(prefix + '-0002.states.npz')
+    assert set(nxt) == set(momentum)  # one set, by name
+
+
+def test_resume_never_unpickles_an_old_states_file(tiny_set, tmp_path):
+    """A planted <prefix>-0001.states (the pickle of earlier versions) with a payload: --resume refuses with
+    one sentence and the payload never runs; with --fresh_momentum it continues from the params."""
+    import pickle
+    prefix = str(tmp_path / 'p')
+    first = run_train(quick_args(tiny_set, prefix, '--end_epoch', 1))
+    assert first.returncode == 0, first.stdout[-3000:]
+    os.remove(prefix + '-0001.states.npz')
+    marker = tmp_path / 'payload_ran'
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), 'w'))
+    with open(prefix + '-0001.states', 'wb') as f:
+        pickle.dump(Payload(), f)
+    before = sorted(os.listdir(tmp_path))
+    config = open(prefix + '-config.json').read()
+    res = run_train(quick_args(tiny_set, prefix, '--end_epoch', 2, '--resume'))
+    assert res.returncode == 2 and not marker.exists()
+    assert 'pickle format of earlier versions' in res.stdout and '--fresh_momentum' in res.stdout
+    assert 'Traceback' not in res.stdout + res.stderr
+    assert sorted(os.listdir(tmp_path)) == before and open(prefix + '-config.json').read() == config
+    res = run_train(quick_args(tiny_set, prefix, '--end_epoch', 2, '--resume', '--fresh_momentum'))
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert not marker.exists() and os.path.isfile(prefix + '-0002.params')
+    # a truncated .npz is named, never a traceback
+    with open(prefix + '-0002.states.npz', 'r+b') as f:
+        f.truncate(100)
+    res = run_train(quick_args(tiny_set, prefix, '--end_epoch', 3, '--resume'))
+    assert res.returncode == 2 and 'cannot read optimizer state %s-0002.states.npz' % prefix in res.stdout
+    assert 'Traceback' not in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize('first,then,what', [
+    (['--anchors', 'net4a'], ['--anchors', 'net3a'], 'ANCHOR_NETWORK'),
+    ([], ['--no_landmarks'], 'FACE_LANDMARK'),
+    ([], ['--network', 'resnet'], 'NETWORK'),
+])
+def test_resume_refuses_another_setup_before_writing(tiny_set, tmp_path, first, then, what):
+    prefix = str(tmp_path / 'r')
+    res = run_train(quick_args(tiny_set, prefix, '--end_epoch', 1, *first))
+    assert res.returncode == 0, res.stdout[-3000:]
+    files = {p: open(os.path.join(tmp_path, p), 'rb').read() for p in os.listdir(tmp_path) if p.startswith('r-')
+             and not p.endswith('.log')}
+    res = run_train(quick_args(tiny_set, prefix, '--end_epoch', 2, '--resume', *first, *then))
+    assert res.returncode == 2, res.stdout[-3000:]
+    assert '--resume: %s was trained with %s=' % (prefix, what) in res.stdout and 'nothing was changed' in res.stdout
+    assert 'Traceback' not in res.stdout + res.stderr
+    after = {p: open(os.path.join(tmp_path, p), 'rb').read() for p in files}
+    assert after == files and not os.path.exists(prefix + '-0002.params')
+
+
+def test_kvstore_flag_is_checked(tiny_set, tmp_path):
+    res = run_train(quick_args(tiny_set, str(tmp_path / 'k'), '--end_epoch', 1, '--kvstore', 'bogus'))
+    assert res.returncode == 2 and "invalid choice: 'bogus'" in res.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py')] + [str(a) for a in quick_args(
+        tiny_set, str(tmp_path / 'k'), '--end_epoch', 1, '--kvstore', 'dist_sync')], capture_output=True, text=True,
+        cwd=ROOT, env=env, timeout=300)
+    assert res.returncode == 2 and 'python -m rcnn.core.launch' in res.stderr and 'Traceback' not in res.stderr

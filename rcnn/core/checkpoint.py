@@ -4,6 +4,7 @@ import fcntl
 import glob
 import os
 import re
+import zipfile
 
 import mxnet as mx
 import numpy as np
@@ -12,7 +13,8 @@ from rcnn.fileio import atomic_path, open_lock, write_error
 
 __all__ = ['CheckpointError', 'checkpoint_paths', 'list_epochs', 'load_checkpoint', 'load_params',
            'check_params_fit', 'non_finite', 'save_checkpoint', 'latest_epoch', 'remove_epochs', 'PrefixLock',
-           'states_path']
+           'states_path', 'legacy_states_path', 'save_momentum', 'read_momentum', 'load_momentum', 'momentum_of']
+MOMENTUM_FORMAT = 'retinaface-sgd-momentum-1'  # the schema of <prefix>-NNNN.states.npz
 
 
 class CheckpointError(ValueError):
@@ -24,8 +26,91 @@ def checkpoint_paths(prefix, epoch):
 
 
 def states_path(prefix, epoch):
-    """The optimizer state (SGD momentum) saved beside ``prefix-%04d.params``."""
+    """The optimizer state (SGD momentum) saved beside ``prefix-%04d.params``: an .npz of named arrays."""
+    return '%s-%04d.states.npz' % (prefix, epoch)
+
+
+def legacy_states_path(prefix, epoch):
+    """Where earlier versions wrote the momentum as MXNet's pickle (never loaded: unpickling runs code)."""
     return '%s-%04d.states' % (prefix, epoch)
+
+
+def _updater_and_keys(mod):
+    """(updater, {param name: [state keys]}) of a bound Module with its optimizer: the updater runs in the
+    kvstore (keys are names) or in the Module (keys are param index x devices + device)."""
+    names = mod._exec_group.param_names
+    if mod._update_on_kvstore:
+        updater = getattr(mod._kvstore, '_updater', None)
+        return updater, {n: [n] for n in names}
+    devices = len(mod._context)
+    return mod._updater, {n: [i * devices + k for k in range(devices)] for i, n in enumerate(names)}
+
+
+def momentum_of(mod):
+    """{param name: SGD momentum (numpy)} of the parameters updated so far; None where the states live on
+    dist kvstore servers (not readable from a worker)."""
+    updater, keys = _updater_and_keys(mod)
+    if updater is None:
+        return None
+    out = {}
+    for name, ks in keys.items():
+        state = next((updater.states[k] for k in ks if k in updater.states), None)
+        if state is not None:  # SGD with momentum: one NDArray per parameter
+            out[name] = state.asnumpy()
+    return out
+
+
+def save_momentum(mod, path):
+    """The SGD momentum of every parameter by name, atomically, as a data-only .npz (no pickle); None where
+    the optimizer runs on dist kvstore servers."""
+    momentum = momentum_of(mod)
+    if momentum is None:
+        return None
+    arrays = {'momentum:' + k: v for k, v in momentum.items()}
+    arrays['format'] = np.array(MOMENTUM_FORMAT)
+    with atomic_path(path, 'optimizer state') as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez(f, **arrays)
+    return path
+
+
+def read_momentum(path):
+    """{param name: momentum} from a .npz written by save_momentum (read without pickle); CheckpointError
+    naming the file when it is not that schema."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise CheckpointError('cannot read optimizer state %s (truncated, or not an .npz of plain arrays): %s'
+                              % (path, err)) from None
+    if str(arrays.pop('format', '')) != MOMENTUM_FORMAT:
+        raise CheckpointError('optimizer state %s is not a %s file' % (path, MOMENTUM_FORMAT))
+    bad = [k for k in arrays if not k.startswith('momentum:')]
+    if bad:
+        raise CheckpointError('optimizer state %s: entry %r is not momentum:<parameter>' % (path, bad[0]))
+    return {k[len('momentum:'):]: v for k, v in arrays.items()}
+
+
+def load_momentum(mod, momentum, path):
+    """Set the SGD momentum of `mod` from read_momentum's dict (on any number of devices: the states are by
+    parameter name); CheckpointError naming `path` where a name or shape does not fit. Returns the count."""
+    updater, keys = _updater_and_keys(mod)
+    if updater is None:
+        raise CheckpointError('%s: the optimizer of a dist kvstore runs on the parameter servers; its momentum '
+                              'cannot be set from a worker' % path)
+    params = dict(zip(mod._exec_group.param_names, mod._exec_group.param_arrays))
+    for name, value in momentum.items():
+        if name not in keys:
+            raise CheckpointError('optimizer state %s: %s is no parameter of this graph' % (path, name))
+        if tuple(value.shape) != tuple(params[name][0].shape):
+            raise CheckpointError('optimizer state %s: %s has shape %s, the parameter %s'
+                                  % (path, name, value.shape, params[name][0].shape))
+    for name, value in momentum.items():
+        weights = params[name][:1] if mod._update_on_kvstore else params[name]
+        for k, weight in zip(keys[name], weights):
+            updater.states[k] = mx.nd.array(value, ctx=weight.context, dtype=value.dtype)
+            updater.states_synced[k] = False  # moved to the weight's context at its first update
+    return len(momentum)
 
 
 def list_epochs(prefix):
@@ -119,7 +204,8 @@ def remove_epochs(prefix):
     """Delete every <prefix>-NNNN.params / .states (a restarted run must not leave a mixed set); returns them."""
     removed = []
     for epoch in list_epochs(prefix):
-        for path in (checkpoint_paths(prefix, epoch)[1], states_path(prefix, epoch)):
+        for path in (checkpoint_paths(prefix, epoch)[1], states_path(prefix, epoch),
+                     legacy_states_path(prefix, epoch)):
             if os.path.exists(path):
                 os.remove(path)
                 removed.append(path)
