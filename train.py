@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
 import time
 import traceback
@@ -51,6 +52,7 @@ DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
 
 
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync', 'dist_async')
+_DIST_KVSTORES = []
 
 
 class TrainingDiverged(RuntimeError):
@@ -307,9 +309,39 @@ def _param_shapes(taps, data_shape):
     return out
 
 
-def fit(mod, loader, metric, begin_epoch, end_epoch, batch_end, epoch_end):
+class StopBetweenSteps:
+    """Ctrl-C (SIGINT) ends training between two steps, never inside one: raised there, the KeyboardInterrupt
+    landed in the OHEM op's Python callback and MXNet failed the step with a traceback instead. A second
+    Ctrl-C exits at once (status 130; every checkpoint on disk is complete: they are written atomically)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def _on_sigint(self, _signum, _frame):
+        if self.requested:
+            os.write(2, b'interrupted again: exiting now\n')
+            os._exit(130)
+        self.requested = True
+        os.write(2, b'interrupt: stopping after this step (Ctrl-C again to stop at once)\n')
+
+    def __enter__(self):
+        self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._old)
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+def fit(mod, loader, metric, begin_epoch, end_epoch, batch_end, epoch_end, interrupt=None):
     """The training loop (Module.fit's, without its re-initialisation): forward/backward, update, metric,
-    callbacks; the next batch is requested while the current one computes."""
+    callbacks; the next batch is requested while the current one computes. `interrupt` (a StopBetweenSteps)
+    is checked after every step."""
+    check = interrupt.check if interrupt is not None else (lambda: None)
     for epoch in range(begin_epoch, end_epoch):
         tic = time.time()
         metric.reset()
@@ -324,10 +356,12 @@ def fit(mod, loader, metric, begin_epoch, end_epoch, batch_end, epoch_end):
             batch_end(mx.model.BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=metric, locals=None))
             nbatch += 1
             batch = following
+            check()
         for name, value in metric.get_name_value():
             logger.info('Epoch[%d] Train-%s=%f', epoch, name, value)
         logger.info('Epoch[%d] Time cost=%.3f', epoch, time.time() - tic)
         epoch_end(epoch)
+        check()
 
 
 def main(argv=None):
@@ -349,6 +383,10 @@ def main(argv=None):
                      TRAIN__FLIP=not args.no_flip, TRAIN__SHUFFLE=not args.no_shuffle, ANCHOR_NETWORK=args.anchors,
                      DCN_PORTABLE=not on_gpu, FACE_LANDMARK=not args.no_landmarks)
     kv = mx.kvstore.create(kv_name) if 'dist' in kv_name else kv_name
+    if 'dist' in kv_name:
+        # held until the process ends: a rank that refuses (a planted link, a lock, a bad label) must exit, and
+        # freeing the kvstore would wait in its shutdown barrier for ranks that never get there
+        _DIST_KVSTORES.append(kv)
     rank, workers = (kv.rank, kv.num_workers) if 'dist' in kv_name else (0, 1)
     prefix = args.prefix if rank == 0 else '%s.rank%d' % (args.prefix, rank)  # every worker keeps its own files
     if not os.path.basename(prefix):
@@ -493,11 +531,13 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
 
     start = time.time()
     try:
-        fit(mod, loader, metric, begin_epoch, args.end_epoch, batch_end, epoch_end)
+        with StopBetweenSteps() as interrupt:
+            fit(mod, loader, metric, begin_epoch, args.end_epoch, batch_end, epoch_end, interrupt)
     except (AnnotationError, DataWorkerError) as err:  # an image that broke after caching; a dead worker
         kept = ('last complete checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
                 else 'no checkpoint was written')
-        logger.error('error: %s; %s (--resume continues from it once the image is fixed)', err, kept)
+        logger.error('error: %s; %s (--resume continues from it%s)', err, kept,
+                     ' once the image is fixed' if isinstance(err, AnnotationError) else '')
         return 2
     except TrainingDiverged as err:
         kept = ('last good checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]

@@ -96,13 +96,20 @@ class _Job:
         others are stopped."""
         finished_at = None
         while True:
-            for name, proc in self.procs:
+            if any(p.poll() not in (None, 0) for _, p in self.procs):
+                # a worker that refuses takes its server down with it (SIGABRT on the lost connection): name
+                # the worker, the cause, before the processes that failed because of it
+                time.sleep(0.5)
+                failed = sorted(((n, p) for n, p in self.procs if p.poll() not in (None, 0)),
+                                key=lambda np_: not np_[0].startswith('worker'))
+                name, proc = failed[0]
                 status = proc.poll()
-                if status is not None and status != 0:
-                    print('launch: %s (pid %d) %s: stopping the job' % (name, proc.pid, _describe(status)),
-                          file=sys.stderr, flush=True)
-                    self.stop()
-                    return status if status > 0 else 128 - status
+                also = ', '.join('%s %s' % (n, _describe(p.poll())) for n, p in failed[1:])
+                print('launch: %s (pid %d) %s%s: stopping the job' % (name, proc.pid, _describe(status),
+                                                                      ' (then %s)' % also if also else ''),
+                      file=sys.stderr, flush=True)
+                self.stop()
+                return status if status > 0 else 128 - status
             workers = [p for n, p in self.procs if n.startswith('worker')]
             if all(p.poll() == 0 for p in workers):
                 if all(p.poll() == 0 for _, p in self.procs):

@@ -12,9 +12,13 @@ and the batch has left the consumer's hands (the two most recent batches stay va
 and the one prefetched, as ``train.fit`` holds them).
 """
 import collections
+import ctypes
 import logging
 import mmap
 import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
 
 import cv2
 import mxnet as mx
@@ -25,7 +29,6 @@ from rcnn.io.rpn import AnchorAssigner
 
 __all__ = ['CropLoader', 'make_batch', 'DataWorkerError', 'BatchSlot']
 logger = logging.getLogger(__name__)
-_STATE = {}
 MADV_POPULATE_WRITE = 23  # linux/mman.h
 HELD_BY_CONSUMER = 2  # batches a consumer may still use after taking the next one (fit: current + following)
 
@@ -34,7 +37,8 @@ class DataWorkerError(RuntimeError):
     """The data worker processes stopped delivering batches."""
 
 
-WORKER_TIMEOUT = 600  # seconds without a batch before a dead data worker is reported (a lost task never returns)
+WORKER_TIMEOUT = 600  # seconds without a batch from a live worker before it is reported as hung
+PR_SET_PDEATHSIG = 1
 
 
 class BatchSlot:
@@ -85,19 +89,91 @@ def _loader_state(roidb, cfg, slots):
                                        cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD, cfg.FACE_LANDMARK)}
 
 
-def _init_worker(roidb, cfg, slots):
-    """Pool initializer: the worker's state (each worker process serves one loader)."""
+def _worker_main(conn, roidb, cfg, slots):
+    """A data worker: batches for the jobs that arrive on `conn`, in order, until None (or the trainer dies:
+    PR_SET_PDEATHSIG, so that no orphan keeps the inherited files, the prefix lock among them, open). SIGINT is
+    the trainer's to handle: a Ctrl-C at the terminal reaches the whole process group."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the trainer died before the line above
+        os._exit(0)
     cv2.setNumThreads(1)
     for slot in slots:  # this process's page tables do not map the slots yet
         slot.prefault()
-    _STATE.update(_loader_state(roidb, cfg, slots))
+    state = _loader_state(roidb, cfg, slots)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            break
+        if job is None:
+            break
+        try:
+            conn.send(('ok', make_batch(job, state)))
+        except Exception as err:  # noqa: BLE001 - reported by the trainer, with its kind
+            conn.send(('error', type(err).__name__, str(err)))
+    os._exit(0)
 
 
-def make_batch(job, state=None):
-    """(indices, seed, slot) -> faces kept; the batch is written into slot `slot` of `state` (a loader's, in
-    its own process) or of this worker process."""
+class _Worker:
+    """One forked data worker process and the pipe it takes jobs from and answers on."""
+
+    def __init__(self, index, roidb, cfg, slots):
+        self.index = index
+        self.conn, child = mp.Pipe()
+        self.proc = mp.get_context('fork').Process(target=_worker_main, args=(child, roidb, cfg, slots),
+                                                   daemon=True, name='data worker %d' % index)
+        self.proc.start()
+        child.close()
+
+    def describe_death(self):
+        code = self.proc.exitcode
+        how = ('was killed by %s' % signal.Signals(-code).name if code is not None and code < 0 else
+               'exited (status %s)' % code)
+        hint = ' (the kernel kills the largest process when memory runs out: fewer --workers or a smaller ' \
+               '--image_size need less)' if code == -signal.SIGKILL else ''
+        return 'data worker %d (pid %d) %s%s' % (self.index, self.proc.pid, how, hint)
+
+    def submit(self, job):
+        try:
+            self.conn.send(job)
+        except OSError:  # the worker is gone: its end of the pipe closed
+            self.proc.join(1)
+            raise DataWorkerError(self.describe_death()) from None
+
+    def result(self, timeout):
+        """The answer to this worker's oldest job; DataWorkerError at once when the process is gone."""
+        ready = mp.connection.wait([self.conn, self.proc.sentinel], timeout)
+        if self.conn in ready:
+            try:
+                return self.conn.recv()
+            except (EOFError, OSError):
+                pass
+        elif not ready:
+            raise DataWorkerError('data worker %d (pid %d) sent no batch in %d s: it hangs; --workers 0 loads in '
+                                  'this process' % (self.index, self.proc.pid, timeout))
+        self.proc.join(1)
+        raise DataWorkerError(self.describe_death())
+
+    def stop(self):
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.proc.join(2)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(2)
+        self.conn.close()
+
+
+def make_batch(job, state):
+    """(indices, seed, slot) -> faces kept; the batch is written into slot `slot` of `state` (the loader's,
+    in this process or in a data worker)."""
     indices, seed, slot = job
-    state = _STATE if state is None else state
     rng = np.random.RandomState(seed)
     roidb, cfg, assigner = state['roidb'], state['cfg'], state['assigner']
     arrays = state['slots'][slot].arrays
@@ -107,6 +183,13 @@ def make_batch(job, state=None):
         assigner.assign_into(arrays, b, boxes, landmarks)
         faces += len(boxes)
     return faces
+
+
+def _worker_error(kind, message):
+    """The exception a worker reported, raised again here: a bad image stays an AnnotationError."""
+    from rcnn.dataset.retinaface import AnnotationError
+    return AnnotationError(message) if kind == 'AnnotationError' else DataWorkerError(
+        'a data worker failed: %s: %s' % (kind, message))
 
 
 class CropLoader(mx.io.DataIter):
@@ -121,7 +204,7 @@ class CropLoader(mx.io.DataIter):
     """
 
     def __init__(self, roidb, cfg, batch_size, shuffle=True, workers=2, seed=0, prefetch=2):
-        self._pool = None  # first: close() and __del__ must work whatever __init__ raises
+        self._pool = None  # [_Worker] or None; first: close() and __del__ must work whatever __init__ raises
         super().__init__(batch_size)
         if len(roidb) < batch_size:
             raise ValueError('the training set has %d images (with flips), fewer than one batch of %d'
@@ -143,9 +226,10 @@ class CropLoader(mx.io.DataIter):
         if workers > 0:  # forked after the slots are mapped: the workers write into the same memory
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)  # OpenCV's thread pool stopped before the fork: a forked copy of it deadlocks
+            self._pool = []
             try:
-                self._pool = mp.get_context('fork').Pool(workers, initializer=_init_worker,
-                                                         initargs=(roidb, cfg, self._slots))
+                for index in range(workers):
+                    self._pool.append(_Worker(index, roidb, cfg, self._slots))
             finally:
                 cv2.setNumThreads(threads)
         self.faces_seen = 0
@@ -167,9 +251,9 @@ class CropLoader(mx.io.DataIter):
         self._jobs = [(order[b * self.batch_size:(b + 1) * self.batch_size].tolist(),
                        (self.seed * 1000003 + epoch * 10007 + b) % (2 ** 31)) for b in range(n)]
         if self._pool is not None and getattr(self, '_pending', None):
-            for _, result in self._pending:  # batches of the abandoned epoch: let them land before reuse
-                result.wait(WORKER_TIMEOUT)
-        self._pending = collections.deque()  # (slot, AsyncResult): at most workers * prefetch in flight
+            for _, worker in self._pending:  # batches of the abandoned epoch: let them land before reuse
+                worker.result(WORKER_TIMEOUT)
+        self._pending = collections.deque()  # (slot, worker): at most workers * prefetch in flight
         self._free = collections.deque(range(len(self._slots)))
         self._held = collections.deque()  # slots handed out, still usable by the consumer
         self._submitted = 0
@@ -184,7 +268,9 @@ class CropLoader(mx.io.DataIter):
         while self._submitted < len(self._jobs) and len(self._pending) < self.workers * self.prefetch and self._free:
             slot = self._take_slot()
             indices, seed = self._jobs[self._submitted]
-            self._pending.append((slot, self._pool.apply_async(make_batch, ((indices, seed, slot),))))
+            worker = self._pool[self._submitted % len(self._pool)]  # each answers its jobs in order
+            worker.submit((indices, seed, slot))
+            self._pending.append((slot, worker))
             self._submitted += 1
 
     def reset(self):
@@ -201,12 +287,11 @@ class CropLoader(mx.io.DataIter):
             faces = make_batch((indices, seed, slot), self._state)
         else:
             self._fill()
-            slot, result = self._pending.popleft()
-            try:
-                faces = result.get(timeout=WORKER_TIMEOUT)
-            except mp.TimeoutError:
-                raise DataWorkerError('no batch from the data workers in %d s: a worker process died (out of memory?) '
-                                      'or hangs; --workers 0 loads in this process' % WORKER_TIMEOUT) from None
+            slot, worker = self._pending.popleft()
+            answer = worker.result(WORKER_TIMEOUT)
+            if answer[0] != 'ok':
+                raise _worker_error(answer[1], answer[2])
+            faces = answer[1]
         self._held.append(slot)
         if self._pool is not None:
             self._fill()
@@ -218,8 +303,9 @@ class CropLoader(mx.io.DataIter):
 
     def close(self):
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            for worker in pool:
+                worker.stop()
 
     def __del__(self):
         self.close()
