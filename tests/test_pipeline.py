@@ -1,11 +1,13 @@
 """The fast data pipeline gives exactly the samples of the straightforward one (same seed, same arrays)."""
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import ROOT, SHARED
 from rcnn.config import get_config
 from rcnn.core.loader import CropLoader
 from rcnn.dataset.retinaface import RetinaFaceDataset, flip_roidb
@@ -183,3 +185,43 @@ def test_same_seed_same_samples_across_runs(roidb):
         runs.append([a.asnumpy() for b in (ld.next(), ld.next()) for a in b.data + b.label])
         ld.close()
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+LATE_READ = r'''
+import sys
+sys.path.insert(0, sys.argv[1])
+import mxnet as mx, numpy as np
+from rcnn.config import get_config
+from rcnn.core import loader as L
+from rcnn.dataset.retinaface import RetinaFaceDataset, flip_roidb
+if sys.argv[3] == 'nowait':
+    L.BatchSlot.wait_idle = lambda self: None  # the control: slots refilled without waiting for MXNet
+roidb = RetinaFaceDataset('train', sys.argv[2], sys.argv[2] + '/retinaface').gt_roidb()
+crops = L.CropLoader(roidb + flip_roidb(roidb), get_config('mnet', IMAGE_SIZE=128), 2, workers=0, seed=3)
+batch = crops.next()
+expected = batch.data[0].asnumpy().copy()
+gate = mx.nd.ones((1200, 1200)) / 1200
+for _ in range(12):  # a second or so of engine work the read of batch 0 must wait for
+    gate = mx.nd.dot(gate, gate)
+late = mx.nd.broadcast_add(batch.data[0], (gate[0:1, 0:1] * 0).reshape((1, 1, 1, 1)))
+for _ in range(5):  # batch 0's slot is refilled by the fourth of these
+    crops.next()
+same = np.array_equal(late.asnumpy(), expected)
+crops.close()
+print('late read sees batch 0:', same)
+sys.exit(0 if same else 1)
+'''
+
+
+@pytest.mark.parametrize('mode,ok', [('wait', True), ('nowait', False)])
+def test_threaded_engine_late_read_sees_its_batch(tmp_path, mode, ok):
+    """On MXNet's threaded engine (every GPU run's), an operator that reads batch 0 only after a second of other
+    work still sees batch 0, though the loader refills that slot meanwhile: it waits for MXNet's pending reads
+    (MXNDArrayWaitToWrite). The control, without that wait, sees a later batch."""
+    generate(str(tmp_path / 'retinaface'), train=12, val=1, seed=2)
+    env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}
+    env['MXNET_ENGINE_TYPE'] = 'ThreadedEnginePerDevice'
+    res = subprocess.run([sys.executable, '-c', LATE_READ, ROOT, str(tmp_path), mode], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert ('late read sees batch 0: %s' % ok) in res.stdout, res.stdout + res.stderr[-2000:]
+    assert 'ThreadedEnginePerDevice' in res.stderr
