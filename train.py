@@ -39,7 +39,7 @@ from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, leg
 from rcnn.core.device import DeviceError, check_gpus
 from rcnn.core.freeze import STEM_PARAMS, freeze_plan
 from rcnn.processing.anchors import TRAINABLE_PRESETS, anchor_config
-from rcnn.core.loader import CropLoader, DataWorkerError
+from rcnn.core.loader import CropLoader, DataWorkerError, LoaderMemoryError
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
@@ -53,6 +53,7 @@ DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
 
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync', 'dist_async')
 _DIST_KVSTORES = []
+MAX_IMAGE_SIZE = 4096
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,6 +116,9 @@ def parse_args(argv=None):
     add('no_landmarks', action='store_true', help='a box-only model (FACE_LANDMARK False): no landmark head')
     args = p.parse_args(argv)
     top = max(anchor_config(args.anchors)['strides'])
+    if args.image_size > MAX_IMAGE_SIZE:
+        p.error('--image_size %d: training crops are at most %d px (the recipe uses 640)'
+                % (args.image_size, MAX_IMAGE_SIZE))
     if args.image_size <= 0 or args.image_size % max(32, top):
         p.error('--image_size must be a positive multiple of %d (the largest stride of --anchors %s), got %d'
                 % (max(32, top), args.anchors, args.image_size))
@@ -130,6 +134,9 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error('--%s must be > 0, got %d' % (name, value))
+    if args.workers is not None and args.workers > 2 * (os.cpu_count() or 1):
+        p.error('--workers %d: more data workers than twice the %d CPUs only take memory; at most %d'
+                % (args.workers, os.cpu_count() or 1, 2 * (os.cpu_count() or 1)))
     for name in ('max_batches', 'workers', 'begin_epoch'):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             p.error('--%s must be >= 0, got %d' % (name, getattr(args, name)))
@@ -436,8 +443,12 @@ def main(argv=None):
         return 2
     train_sym = get_symbol(args.network, 'train', cfg)
     test_sym = get_symbol(args.network, 'test', cfg)
-    loader = CropLoader(roidb, cfg, batch, shuffle=cfg.TRAIN.SHUFFLE, workers=args.workers,
-                        seed=args.seed + 7919 * rank)
+    try:
+        loader = CropLoader(roidb, cfg, batch, shuffle=cfg.TRAIN.SHUFFLE, workers=args.workers,
+                            seed=args.seed + 7919 * rank)
+    except LoaderMemoryError as err:
+        logger.error('error: %s', err)
+        return 2
     try:
         shapes = dict(loader.provide_data + loader.provide_label)
         try:

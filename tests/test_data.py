@@ -206,3 +206,26 @@ def test_synthetic_dataset_layout_and_determinism(tmp_path):
     assert all(len(line.split()) == 4 for line in val if not line.startswith('#'))
     assert np.array_equal(cv2.imread(str(tmp_path / 'a' / 'val' / 'images' / val[0][2:])),
                           cv2.imread(str(tmp_path / 'b' / 'val' / 'images' / val[0][2:])))
+
+
+def test_an_image_replaced_after_caching_is_read_again(tmp_path):
+    """An image replaced by one of another size after the roidb was cached: the cache is rebuilt (its size and
+    mtime are part of it), and an image replaced during training is an error naming it, never a crop and a
+    flip computed for the old size."""
+    import cv2
+    import time
+    from rcnn.config import get_config
+    from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset
+    from rcnn.dataset.synthetic import generate
+    from rcnn.io.image import get_crop_image
+    generate(str(tmp_path / 'retinaface'), train=2, val=1, seed=9)
+    first = RetinaFaceDataset('train', str(tmp_path), str(tmp_path / 'retinaface')).gt_roidb()
+    path = first[0]['image']
+    img = cv2.imread(path)
+    time.sleep(0.01)
+    cv2.imwrite(path, cv2.resize(img, (img.shape[1] + 40, img.shape[0] + 20)))
+    again = RetinaFaceDataset('train', str(tmp_path), str(tmp_path / 'retinaface')).gt_roidb()
+    assert (again[0]['width'], again[0]['height']) == (img.shape[1] + 40, img.shape[0] + 20)
+    with pytest.raises(AnnotationError, match='is %dx%d now, %dx%d when its boxes were read'
+                       % (img.shape[1] + 40, img.shape[0] + 20, img.shape[1], img.shape[0])):
+        get_crop_image(first[0], get_config('mnet', IMAGE_SIZE=128), np.random.RandomState(0))

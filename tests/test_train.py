@@ -394,3 +394,16 @@ def test_kvstore_flag_is_checked(tiny_set, tmp_path):
         tiny_set, str(tmp_path / 'k'), '--end_epoch', 1, '--kvstore', 'dist_sync')], capture_output=True, text=True,
         cwd=ROOT, env=env, timeout=300)
     assert res.returncode == 2 and 'python -m rcnn.core.launch' in res.stderr and 'Traceback' not in res.stderr
+
+
+def test_memory_the_batches_cannot_have_is_refused_up_front(tiny_set, tmp_path):
+    """--image_size 65536 (51 GB of crops), batches that do not fit in memory, --workers beyond reason: one
+    sentence each, before any allocation."""
+    res = run_train(quick_args(tiny_set, str(tmp_path / 'big'), '--end_epoch', 1, '--image_size', 65536))
+    assert res.returncode == 2 and 'training crops are at most 4096 px' in res.stderr
+    res = run_train(quick_args(tiny_set, str(tmp_path / 'big'), '--end_epoch', 1, '--image_size', 4096,
+                               '--batch_images', 12, '--workers', 4))  # 10 slots of 2.4 GB
+    assert res.returncode == 2 and 'the batch slots need' in res.stdout and 'GB are available' in res.stdout
+    assert 'Traceback' not in res.stdout + res.stderr and 'MemoryError' not in res.stdout + res.stderr
+    res = run_train(quick_args(tiny_set, str(tmp_path / 'many'), '--end_epoch', 1, '--workers', 1000))
+    assert res.returncode == 2 and 'more data workers than twice the' in res.stderr

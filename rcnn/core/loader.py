@@ -27,7 +27,7 @@ import numpy as np
 from rcnn.io.image import get_crop_image
 from rcnn.io.rpn import AnchorAssigner
 
-__all__ = ['CropLoader', 'make_batch', 'DataWorkerError', 'BatchSlot']
+__all__ = ['CropLoader', 'make_batch', 'DataWorkerError', 'LoaderMemoryError', 'BatchSlot']
 logger = logging.getLogger(__name__)
 MADV_POPULATE_WRITE = 23  # linux/mman.h
 HELD_BY_CONSUMER = 2  # batches a consumer may still use after taking the next one (fit: current + following)
@@ -39,6 +39,22 @@ class DataWorkerError(RuntimeError):
 
 WORKER_TIMEOUT = 600  # seconds without a batch from a live worker before it is reported as hung
 PR_SET_PDEATHSIG = 1
+
+
+class LoaderMemoryError(ValueError):
+    """The batch slots would not fit in memory."""
+
+
+def _available_memory():
+    """MemAvailable of /proc/meminfo in bytes, or None where it cannot be read."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class BatchSlot:
@@ -220,6 +236,14 @@ class CropLoader(mx.io.DataIter):
         self.data_name, self.label_name = ['data'], [d.name for d in self.provide_label]
         shapes = [(d.name, d.shape) for d in self.provide_data + self.provide_label]
         in_flight = workers * self.prefetch if workers > 0 else 1
+        need = (in_flight + HELD_BY_CONSUMER) * sum(int(np.prod(s)) * 4 for _, s in shapes)
+        available = _available_memory()
+        if available is not None and need > available // 2:
+            raise LoaderMemoryError(
+                'the batch slots need %.1f GB of shared memory (%d slots of %d crops of %dx%d with their anchor '
+                'targets) and %.1f GB are available: use fewer --workers (now %d), a smaller --batch_images or '
+                '--image_size' % (need / 1e9, in_flight + HELD_BY_CONSUMER, batch_size, size, size,
+                                  available / 1e9, workers))
         self._slots = [BatchSlot(shapes) for _ in range(in_flight + HELD_BY_CONSUMER)]
         self._state = _loader_state(roidb, cfg, self._slots)
         self.assigner = self._state['assigner']

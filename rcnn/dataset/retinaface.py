@@ -25,7 +25,7 @@ from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
 __all__ = ['AnnotationError', 'unsafe_image_path', 'parse_label_file', 'xywh_to_boxes', 'read_training_image', 'check_jpeg_complete',
            'RetinaFaceDataset', 'flip_roidb']
 logger = logging.getLogger(__name__)
-CACHE_VERSION = 4  # 3: boxes x2 = x + w (the original convention); 4: JSON instead of a pickle
+CACHE_VERSION = 5  # 3: boxes x2 = x + w (the original convention); 4: JSON instead of a pickle; 5: image stamps
 # The roidb cache is JSON (data only, never executed); its arrays are stored as lists and rebuilt with these
 # dtypes and shapes. A cache that does not parse or does not fit this schema is rebuilt from label.txt.
 _CACHE_ARRAYS = {'boxes': (np.float32, (-1, 4)), 'landmarks': (np.float32, (-1, 5, 3)), 'blur': (np.float32, (-1,)),
@@ -201,8 +201,18 @@ def _record_from_json(obj):
     return rec
 
 
+def _image_stamp(path):
+    """(size, mtime in ns) of an image file: a replaced image invalidates the cache."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def _read_cache(path, digest):
-    """{'roidb', 'skipped'} from a JSON roidb cache made from this label file, else None (rebuild)."""
+    """{'roidb', 'skipped'} from a JSON roidb cache made from this label file and these very images (sizes and
+    modification times as cached), else None (rebuild)."""
     if not os.path.isfile(path):
         return None
     try:
@@ -214,7 +224,16 @@ def _read_cache(path, digest):
         skipped = cached['skipped']
         if not isinstance(skipped, list) or not all(isinstance(x, str) for x in skipped):
             raise ValueError('skipped is not a list of strings')
-        return {'roidb': [_record_from_json(r) for r in cached['roidb']], 'skipped': skipped}
+        roidb = [_record_from_json(r) for r in cached['roidb']]
+        stamps = cached['stamps']
+        if not isinstance(stamps, list) or len(stamps) != len(roidb):
+            raise ValueError('stamps do not match the records')
+        changed = [r['image'] for r, stamp in zip(roidb, stamps) if _image_stamp(r['image']) != stamp]
+        if changed:
+            logger.info('%d images changed since %s was written (e.g. %s): rebuilding the roidb', len(changed),
+                        path, changed[0])
+            return None
+        return {'roidb': roidb, 'skipped': skipped}
     except (OSError, ValueError, KeyError, TypeError) as err:
         logger.info('unreadable roidb cache %s (%s): rebuilding', path, err)
         return None
@@ -279,7 +298,8 @@ class RetinaFaceDataset:
             os.makedirs(os.path.dirname(self.cache_file), exist_ok=True)
             with atomic_open(self.cache_file, what='roidb cache') as f:
                 json.dump({'version': CACHE_VERSION, 'digest': digest, 'skipped': self.skipped,
-                           'roidb': [_record_to_json(r) for r in roidb]}, f)
+                           'roidb': [_record_to_json(r) for r in roidb],
+                           'stamps': [_image_stamp(r['image']) for r in roidb]}, f)
         except OSError as err:  # a read-only or full cache folder costs the next start a rebuild, nothing else
             logger.warning('roidb cache not written (%s): %s', self.cache_file, err)
         return roidb

@@ -30,6 +30,11 @@ def load_image(rec):
     except ValueError as err:
         where = rec.get('where', rec['image'])
         raise AnnotationError('%s: %s (changed since the roidb cache was built?)' % (where, err)) from None
+    if img.shape[1] != rec['width'] or img.shape[0] != rec['height']:  # its boxes and flip are of that size
+        raise AnnotationError('%s: %s is %dx%d now, %dx%d when its boxes were read: the image was replaced '
+                              'during training; restart (the roidb is rebuilt for changed images)'
+                              % (rec.get('where', rec['image']), rec['image'], img.shape[1], img.shape[0],
+                                 rec['width'], rec['height']))
     return cv2.flip(img, 1) if rec.get('flipped') else img  # contiguous mirror (same pixels as img[:, ::-1])
 
 
