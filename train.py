@@ -154,17 +154,30 @@ def parse_args(argv=None):
 
 
 def get_contexts(gpus, cpus=0):
-    """(contexts, description). --cpus N: N CPU contexts; --gpus wins; else $CUDA_VISIBLE_DEVICES when set and
-    non-empty; else one CPU context. DeviceError when a GPU asked for is not there."""
+    """(contexts, description). --cpus N: N CPU contexts; --gpus wins (-1: the CPU); else
+    $CUDA_VISIBLE_DEVICES when set, non-empty, not -1 and the MXNet build has CUDA; else one CPU context.
+    DeviceError when a GPU asked for is not there."""
     if cpus:
         return [mx.cpu(i) for i in range(cpus)], '%d CPU contexts' % cpus if cpus > 1 else 'CPU'
+    what = '--gpus %s' % gpus
     if gpus is None:
         visible = os.environ.get('CUDA_VISIBLE_DEVICES', '').strip()
-        gpus = ','.join(str(i) for i in range(len(visible.split(',')))) if visible else ''
-    ids = [int(g) for g in str(gpus).split(',') if g.strip()]
+        if not visible or visible.startswith('-1') or not mx.runtime.Features().is_enabled('CUDA'):
+            if visible and not visible.startswith('-1'):
+                print('CUDA_VISIBLE_DEVICES=%s is set, but this MXNet is a CPU build: training on the CPU'
+                      % visible, flush=True)
+            return [mx.cpu()], 'CPU'
+        gpus = ','.join(str(i) for i in range(len(visible.split(','))))
+        what = 'CUDA_VISIBLE_DEVICES=%s' % visible
+    if str(gpus).strip() == '-1':
+        return [mx.cpu()], 'CPU'
+    try:
+        ids = [int(g) for g in str(gpus).split(',') if g.strip()]
+    except ValueError:
+        raise DeviceError('%s: give comma-separated GPU ids such as 0,1 (or -1 for the CPU)' % what) from None
     if not ids:
         return [mx.cpu()], 'CPU'
-    check_gpus(ids, '--gpus %s' % gpus)
+    check_gpus(ids, what)
     return [mx.gpu(i) for i in ids], 'GPUs %s' % ','.join(map(str, ids))
 
 

@@ -47,8 +47,10 @@ def local_cpu_contexts(argv, environ=None):
         cpus = int(known.cpus or 0)
     except ValueError:
         return 0
-    if (known.gpus.strip() or environ.get('CUDA_VISIBLE_DEVICES', '').strip() or 'dist' in known.kvstore
-            or 'DMLC_ROLE' in environ):
+    visible = environ.get('CUDA_VISIBLE_DEVICES', '').strip()
+    gpus = known.gpus.strip()
+    if ((gpus and gpus != '-1') or (visible and not visible.startswith('-1') and cuda_mxnet() is not None)
+            or 'dist' in known.kvstore or 'DMLC_ROLE' in environ):
         return 0
     return max(1, cpus)
 

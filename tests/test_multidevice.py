@@ -126,7 +126,9 @@ def test_two_context_run_trains_checkpoints_and_resumes(tiny_set, tmp_path):
     (['--cpus', '2'], {}, 2),
     (['--cpus=4'], {}, 4),
     (['--gpus', '0,1'], {}, 0),
-    ([], {'CUDA_VISIBLE_DEVICES': '0'}, 0),
+    ([], {'CUDA_VISIBLE_DEVICES': '0'}, 1),  # the CPU build: a GPU variable does not make a GPU
+    ([], {'CUDA_VISIBLE_DEVICES': '-1'}, 1),
+    (['--gpus', '-1'], {}, 1),
     (['--kvstore', 'dist_sync', '--cpus', '2'], {}, 0),
     ([], {'DMLC_ROLE': 'server'}, 0),  # a process of a distributed job
     (['--cpus', 'two'], {}, 0),  # left to train.py's parser, which reports it

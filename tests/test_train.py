@@ -407,3 +407,14 @@ def test_memory_the_batches_cannot_have_is_refused_up_front(tiny_set, tmp_path):
     assert 'Traceback' not in res.stdout + res.stderr and 'MemoryError' not in res.stdout + res.stderr
     res = run_train(quick_args(tiny_set, str(tmp_path / 'many'), '--end_epoch', 1, '--workers', 1000))
     assert res.returncode == 2 and 'more data workers than twice the' in res.stderr
+
+
+@pytest.mark.parametrize('flags,env', [([], {'CUDA_VISIBLE_DEVICES': '0'}), ([], {'CUDA_VISIBLE_DEVICES': '-1'}),
+                                       (['--gpus', '-1'], {})])
+def test_gpu_variable_or_minus_one_on_the_cpu_build_trains_on_the_cpu(tiny_set, tmp_path, flags, env):
+    """CUDA_VISIBLE_DEVICES set on a machine with the CPU build, or -1 (no GPU): the CPU, said once (before: an
+    error telling to pass --gpus -1, itself refused with the same hint)."""
+    res = run_train(quick_args(tiny_set, str(tmp_path / 'c'), '--end_epoch', 1, *flags), env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert 'devices: CPU, kvstore local' in res.stdout
+    assert ('this MXNet is a CPU build: training on the CPU' in res.stdout) == (env.get('CUDA_VISIBLE_DEVICES') == '0')
