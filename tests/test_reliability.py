@@ -583,3 +583,46 @@ def test_folder_prefix_is_refused(tiny, tmp_path):
     res = run('train.py', quick_args(tiny, str(tmp_path) + '/', '--end_epoch', 1))
     assert res.returncode == 2 and 'names a folder' in res.stdout
     assert not list(tmp_path.glob('-0001.params'))
+
+
+def test_launcher_errors_are_one_sentence(tmp_path):
+    res = subprocess.run([sys.executable, '-m', 'rcnn.core.launch', '-n', '1', '-s', '1', '--launcher', 'local',
+                          'pyhton', 'train.py'], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2 and 'launch: error: cannot run pyhton: No such file or directory' in res.stderr
+    assert 'Traceback' not in res.stderr
+    res = subprocess.run([sys.executable, '-m', 'rcnn.core.launch', '-n', '2', '--launcher', 'ssh', sys.executable,
+                          'train.py'], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2 and '--launcher ssh needs -H HOSTFILE' in res.stderr and 'Traceback' not in res.stderr
+
+
+def test_a_killed_launcher_leaves_no_grandchild(tmp_path):
+    """SIGKILL to the launcher of a generic command whose processes start background children: the watcher
+    kills the job's process groups, grandchildren included (PR_SET_PDEATHSIG reaches only the children)."""
+    script = 'sleep 300 & echo $! > %s/$DMLC_ROLE$DMLC_TASK_ID.pid; wait' % tmp_path
+    proc = subprocess.Popen([sys.executable, '-m', 'rcnn.core.launch', '-n', '1', '-s', '1', '--launcher', 'local',
+                             'sh', '-c', script], stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and len(list(tmp_path.glob('*.pid'))) < 3:
+            time.sleep(0.1)
+        pids = [int(p.read_text()) for p in tmp_path.glob('*.pid')]
+        assert len(pids) == 3 and all(os.path.exists('/proc/%d' % p) for p in pids)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        assert not [p for p in pids if _alive(p)]
+    finally:
+        for p in tmp_path.glob('*.pid'):
+            try:
+                os.kill(int(p.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+def _alive(pid):
+    try:
+        return open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False

@@ -52,6 +52,31 @@ def _describe(status):
         'exited with status %d' % status
 
 
+def _guard(read_fd):
+    """The watcher process: collects the process groups of the job from the launcher through a pipe and, when
+    the pipe closes (the launcher ended, even by SIGKILL), kills whatever is left in them: grandchildren
+    included (a data worker, a shell's background job), which PR_SET_PDEATHSIG does not reach."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    groups, buf = [], b''
+    while True:
+        try:
+            chunk = os.read(read_fd, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        buf += chunk
+        *done, buf = buf.split(b'\n')
+        groups += [int(g) for g in done if g.strip()]
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    os._exit(0)
+
+
 class _Job:
     def __init__(self, command, workers, servers):
         port = _free_port()
@@ -63,12 +88,30 @@ class _Job:
             [('worker', i) for i in range(workers)]
 
     def start(self):
+        read_fd, self.guard_fd = os.pipe()
+        self.guard = os.fork()
+        if self.guard == 0:  # the watcher (see _guard); it holds only the read end
+            os.close(self.guard_fd)
+            _guard(read_fd)
+        os.close(read_fd)
+        os.set_inheritable(self.guard_fd, False)
         for role, index in self.roles:
             env = dict(self.base, DMLC_ROLE=role, DMLC_TASK_ID=str(index))
-            proc = subprocess.Popen(self.command, env=env, preexec_fn=_die_with_parent)
+            try:
+                proc = subprocess.Popen(self.command, env=env, preexec_fn=_die_with_parent)
+            except OSError as err:
+                raise LaunchError('cannot run %s: %s' % (self.command[0], err.strerror or err)) from None
+            os.write(self.guard_fd, b'%d\n' % proc.pid)  # its own process group (setsid)
             name = role if role == 'scheduler' else '%s %d' % (role, index)
             self.procs.append((name, proc))
             print('launch: started %s (pid %d)' % (name, proc.pid), file=sys.stderr, flush=True)
+
+    def close_guard(self):
+        """Let the watcher go (it kills what may be left in the job's groups) and reap it."""
+        if getattr(self, 'guard_fd', None) is not None:
+            os.close(self.guard_fd)
+            self.guard_fd = None
+            os.waitpid(self.guard, 0)
 
     def stop(self):
         """SIGTERM to every process group still running, SIGKILL after GRACE seconds."""
@@ -124,6 +167,10 @@ class _Job:
             time.sleep(0.2)
 
 
+class LaunchError(RuntimeError):
+    """The job's command cannot be started."""
+
+
 def run_local(command, workers, servers):
     """Run a local parameter-server job; returns its exit status."""
     job = _Job(command, workers, servers)
@@ -137,6 +184,9 @@ def run_local(command, workers, servers):
     try:
         job.start()
         return job.wait()
+    except LaunchError as err:
+        print('launch: error: %s' % err, file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         sig = interrupted[0] if interrupted else signal.SIGINT
         print('launch: %s: stopping the job' % signal.Signals(sig).name, file=sys.stderr, flush=True)
@@ -144,6 +194,7 @@ def run_local(command, workers, servers):
         return 128 + sig
     finally:
         job.stop()  # nothing is left behind, however the job ended
+        job.close_guard()
         for s, handler in old.items():
             signal.signal(s, handler)
 
@@ -168,7 +219,15 @@ def main(argv=None):
     p.add_argument('-s', '--num-servers', type=int, help='server processes (default: as many as workers)')
     p.add_argument('--launcher', default='ssh', help="'local' runs here; others use MXNet's stock launcher")
     p.add_argument('command', nargs=argparse.REMAINDER, help='the command every process runs')
+    p.add_argument('-H', '--hostfile', help='ssh/mpi: file with one host per line')
     known, _ = p.parse_known_args(argv)
+    if known.launcher not in ('local', 'ssh', 'mpi', 'sge', 'yarn'):
+        p.error("--launcher must be local, ssh, mpi, sge or yarn, got %r" % known.launcher)
+    if known.launcher in ('ssh', 'mpi') and not known.hostfile:
+        p.error('--launcher %s needs -H HOSTFILE (one host per line); on this machine alone: --launcher local'
+                % known.launcher)
+    if known.launcher in ('ssh', 'mpi') and not os.path.isfile(known.hostfile):
+        p.error('-H %s: no such host file' % known.hostfile)
     if known.launcher != 'local':
         return _stock_launcher()
     args = p.parse_args(argv)
