@@ -313,4 +313,18 @@ def test_net5_model_trains_and_is_decoded_only_with_its_preset(tiny_set, tmp_pat
         with pytest.raises(CheckpointError, match="trained with the anchor preset 'net5', not network='%s'" % other):
             RetinaFace(prefix, 1, ctx_id=-1, network=other)
     bad = run_train(quick_args(tiny_set, prefix, '--end_epoch', 2, '--resume', '--anchors', 'net3'))
-    assert bad.returncode == 2 and 'does not fit the training graph' in bad.stdout, bad.stdout[-2000:]
+    assert bad.returncode == 2 and 'was trained with ANCHOR_NETWORK=net5, this run asks for net3' in bad.stdout, \
+        bad.stdout[-2000:]
+
+
+def test_levels_coarser_than_32_are_their_laterals():
+    """net6 as the original: P128 and P64 are plain laterals (no stride-64 aggregation conv fed by stride 128);
+    the top-down merges start at stride 32. net5 is unchanged (its stride 64 is the coarsest)."""
+    for preset, coarse in (('net6', (128, 64)), ('net5', (64,))):
+        cfg = get_config('mnet', IMAGE_SIZE=256, ANCHOR_NETWORK=preset, DCN_PORTABLE=True)
+        names = get_symbol('mnet', 'test', cfg).list_arguments()
+        for s in coarse:
+            k = {4: 0, 8: 1, 16: 2, 32: 3, 64: 4, 128: 5}[s]
+            assert not [n for n in names if n.startswith('rf_c%d_aggr' % k)], (preset, s)
+            assert not [n for n in names if n.startswith('rf_c%d_up' % (k + 1))], (preset, s)
+        assert [n for n in names if n.startswith('rf_c2_aggr')]  # stride 16 merges stride 32

@@ -167,7 +167,8 @@ def fpn_neck(taps, filters, scheme, strides=(32, 16, 8), dcn=0, dcn_portable=Fal
     """Top-down FPN -> {stride: P_s} with `filters` channels each, for `strides` (largest first).
 
     Body taps exist for strides 4 to 32; a stride-64 (and 128) input is a stride-2 3x3 conv + BN + ReLU over
-    the next finer input (C6 over the stride-32 tap). The coarsest level is its lateral (P = L); every finer
+    the next finer input (C6 over the stride-32 tap). The coarsest level and every level coarser than 32 are
+    their laterals (P = L, as the original builds them: with net6, P64 is not merged with P128); every finer
     level is CBR3x3(L_s + Crop(Up2(P_2s))): the FPN upsamples the *aggregated* coarser map, as both published
     models do. With strides (32, 16, 8) this is exactly the published neck.
     """
@@ -180,10 +181,13 @@ def fpn_neck(taps, filters, scheme, strides=(32, 16, 8), dcn=0, dcn_portable=Fal
             inputs[s] = conv_act_layer(inputs[s // 2], layer_name(scheme, 'down', s), filters, kernel=(3, 3),
                                        pad=(1, 1), stride=(2, 2), **kw)
     order = sorted(strides, reverse=True)
-    feats = {order[0]: conv_act_layer(inputs[order[0]], layer_name(scheme, 'lat', order[0]), filters, **kw)}
-    for coarse, s in zip(order, order[1:]):
+    feats = {}
+    for k, s in enumerate(order):
         lateral = conv_act_layer(inputs[s], layer_name(scheme, 'lat', s), filters, **kw)
-        merged = _up_crop_add(feats[coarse], lateral, layer_name(scheme, 'up', coarse))
+        if k == 0 or s > 32:  # the coarsest level, and every level coarser than 32 (the original's): P = L
+            feats[s] = lateral
+            continue
+        merged = _up_crop_add(feats[order[k - 1]], lateral, layer_name(scheme, 'up', order[k - 1]))
         feats[s] = conv_act_layer(merged, layer_name(scheme, 'aggr', s), filters, kernel=(3, 3), pad=(1, 1), **kw)
     return feats
 
