@@ -225,3 +225,11 @@ def test_threaded_engine_late_read_sees_its_batch(tmp_path, mode, ok):
                          text=True, env=env, timeout=300)
     assert ('late read sees batch 0: %s' % ok) in res.stdout, res.stdout + res.stderr[-2000:]
     assert 'ThreadedEnginePerDevice' in res.stderr
+
+
+def test_batch_seeds_never_repeat_within_a_run():
+    from rcnn.core.loader import batch_seed
+    seeds = [batch_seed(0, e, b) for e in range(3) for b in range(12000)]  # epochs of more than 10,007 batches
+    assert len(set(seeds)) == len(seeds)
+    assert batch_seed(0, 0, 10007) != batch_seed(0, 1, 0)  # the former formula gave both 10007
+    assert len({batch_seed(s, 0, 0) for s in range(1000)}) == 1000

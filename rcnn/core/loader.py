@@ -27,7 +27,7 @@ import numpy as np
 from rcnn.io.image import get_crop_image
 from rcnn.io.rpn import AnchorAssigner
 
-__all__ = ['CropLoader', 'make_batch', 'DataWorkerError', 'LoaderMemoryError', 'BatchSlot']
+__all__ = ['CropLoader', 'batch_seed', 'make_batch', 'DataWorkerError', 'LoaderMemoryError', 'BatchSlot']
 logger = logging.getLogger(__name__)
 MADV_POPULATE_WRITE = 23  # linux/mman.h
 HELD_BY_CONSUMER = 2  # batches a consumer may still use after taking the next one (fit: current + following)
@@ -39,6 +39,12 @@ class DataWorkerError(RuntimeError):
 
 WORKER_TIMEOUT = 600  # seconds without a batch from a live worker before it is reported as hung
 PR_SET_PDEATHSIG = 1
+
+
+def batch_seed(seed, epoch, batch):
+    """The seed of one batch's random stream: a hash of (seed, epoch, batch), so no two batches of a run share
+    one (the former seed x 1000003 + epoch x 10007 + batch repeated once an epoch had 10,007 batches)."""
+    return int(np.random.SeedSequence([seed, epoch, batch]).generate_state(1)[0] % (2 ** 31))
 
 
 class LoaderMemoryError(ValueError):
@@ -272,8 +278,8 @@ class CropLoader(mx.io.DataIter):
         if self.shuffle:
             np.random.RandomState((self.seed, epoch)).shuffle(order)
         n = self.batches_per_epoch
-        self._jobs = [(order[b * self.batch_size:(b + 1) * self.batch_size].tolist(),
-                       (self.seed * 1000003 + epoch * 10007 + b) % (2 ** 31)) for b in range(n)]
+        self._jobs = [(order[b * self.batch_size:(b + 1) * self.batch_size].tolist(), batch_seed(self.seed, epoch, b))
+                      for b in range(n)]
         if self._pool is not None and getattr(self, '_pending', None):
             for _, worker in self._pending:  # batches of the abandoned epoch: let them land before reuse
                 worker.result(WORKER_TIMEOUT)
