@@ -626,3 +626,19 @@ def _alive(pid):
         return open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()[0] != 'Z'
     except OSError:
         return False
+
+
+def test_an_unreachable_ssh_host_is_named_before_the_job(tmp_path):
+    """A host ssh cannot reach (here the loopback on a port with no server): one sentence, exit 2; MXNet's ssh
+    tracker swallowed the failure and the job ended 0 without it."""
+    import socket
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    hosts = tmp_path / 'hosts'
+    hosts.write_text('127.0.0.1:%d\n' % port)
+    res = subprocess.run([sys.executable, '-m', 'rcnn.core.launch', '-n', '1', '-s', '1', '--launcher', 'ssh',
+                          '-H', str(hosts), sys.executable, 'train.py'], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert 'launch: error: ssh cannot run a command on 127.0.0.1' in res.stderr and 'Traceback' not in res.stderr

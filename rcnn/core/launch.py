@@ -199,6 +199,38 @@ def run_local(command, workers, servers):
             signal.signal(s, handler)
 
 
+def hostfile_hosts(path):
+    """[(host, port)] of a host file as MXNet's ssh tracker reads it (`host`, `host:port`, `host slots=N`)."""
+    hosts = []
+    with open(path) as f:
+        for line in f:
+            line = line.split('slots=')[0].strip()
+            if line:
+                host, _, port = line.partition(':')
+                hosts.append((host, port or '22'))
+    return hosts
+
+
+def unreachable_hosts(hosts, timeout=10):
+    """[(host, why)] of the hosts `ssh` cannot run a command on: MXNet's ssh tracker starts its processes in
+    threads that swallow an ssh failure, and the job then waits (or ends 0) without them."""
+    bad = []
+    for host, port in hosts:
+        try:
+            res = subprocess.run(['ssh', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=%d' % timeout,
+                                  '-o', 'StrictHostKeyChecking=no', '-p', port, host, 'true'],
+                                 capture_output=True, text=True, timeout=timeout + 5, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            return [(host, 'no ssh client on this machine')]
+        except subprocess.TimeoutExpired:
+            bad.append((host, 'no answer in %d s' % timeout))
+            continue
+        if res.returncode:
+            lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+            bad.append((host, lines[-1] if lines else 'ssh exited with status %d' % res.returncode))
+    return bad
+
+
 def _stock_launcher():
     if not hasattr(threading.Thread, 'isAlive'):
         threading.Thread.isAlive = threading.Thread.is_alive
@@ -228,6 +260,16 @@ def main(argv=None):
                 % known.launcher)
     if known.launcher in ('ssh', 'mpi') and not os.path.isfile(known.hostfile):
         p.error('-H %s: no such host file' % known.hostfile)
+    if known.launcher == 'ssh':
+        hosts = hostfile_hosts(known.hostfile)
+        if not hosts:
+            p.error('-H %s lists no host' % known.hostfile)
+        bad = unreachable_hosts(hosts)
+        if bad:
+            print('launch: error: ssh cannot run a command on %s (%s): the job would run without it; check '
+                  'the host, key-based login (ssh -o BatchMode=yes HOST true) and -H %s'
+                  % (bad[0][0], bad[0][1], known.hostfile), file=sys.stderr, flush=True)
+            return 2
     if known.launcher != 'local':
         return _stock_launcher()
     args = p.parse_args(argv)
