@@ -44,6 +44,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 FACE_COLOUR, MASK_COLOUR = (0, 0, 255), (0, 255, 0)  # BGR: red box; green for a masked face (Anti-Cov)
 LANDMARK_COLOURS = [(0, 255, 0), (0, 0, 255), (0, 0, 255), (0, 255, 0), (0, 0, 255)]  # BGR per point
 MAX_BOUND_SHAPES = 8  # executors kept bound at once (one per input shape)
+ONEDNN_CACHE_PER_OP = 64  # oneDNN primitives MXNet keeps per operator kind (one per input shape met)
 # ... and at most this many input pixels (batch x H x W) over all of them: memory grows with the pixels bound
 # (about 140 bytes per pixel for mnet.25), so five scales of a 5334x2767 photo no longer keep ~6 GB alive.
 # The newest executor is always kept; RetinaFace.release() frees them all.
@@ -211,6 +212,10 @@ class RetinaFace:
         if self.ctx_id >= 0:
             check_gpus([self.ctx_id], 'ctx_id=%d (--gpu %d)' % (self.ctx_id, self.ctx_id))
         self.ctx = mx.gpu(self.ctx_id) if self.ctx_id >= 0 else mx.cpu()
+        # MXNet keeps a oneDNN primitive per operator and input shape, unbounded by default: images of many
+        # sizes grew the process by ~200 MB per 1,000 sizes (bench/bench_memory.py). Bounded where the user has
+        # not chosen (read by MXNet at the first forward pass).
+        os.environ.setdefault('MXNET_MKLDNN_CACHE_NUM', str(ONEDNN_CACHE_PER_OP))
         if not (np.isfinite(nms) and nms <= 1.0):
             raise ValueError('nms must be an IoU threshold in (0, 1] (or <= 0 for the raw candidates), got %r' % nms)
         self.nms_threshold = nms

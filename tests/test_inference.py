@@ -264,3 +264,19 @@ def test_host_softmax_equals_the_graphs(model, network):
     for i, (a, b) in enumerate(zip(ours, graph)):
         assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 if i in cls else 0)
+
+
+def test_anchor_planes_stay_bounded_over_many_image_sizes(mnet25_prefix):
+    """Images of 150 sizes (an evaluation at each image's own size): the detector keeps at most 64 anchor
+    planes (the former cache kept one per stride and size for ever: ~1,100 planes, 600 MB over 307 val
+    images), and a plane recomputed after eviction gives the same detections."""
+    rng = np.random.RandomState(0)
+    det = RetinaFace(mnet25_prefix, 0, ctx_id=-1)
+    img = cv2.imread(shared_path('images', 't1.jpg'))
+    first, _ = det.detect(img, 0.5)
+    for _ in range(150):
+        h, w = rng.randint(48, 160, size=2)
+        det.detect(np.zeros((h, w, 3), np.uint8), 0.5)
+    assert len(det._anchors) <= det._anchors.max_planes == 64
+    again, _ = det.detect(img, 0.5)
+    np.testing.assert_array_equal(first, again)
