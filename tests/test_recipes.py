@@ -240,3 +240,12 @@ def test_test_split_submission(tmp_path, mnet25_prefix):
     with zipfile.ZipFile(str(out) + '.zip') as z:
         assert sorted(z.namelist()) == sorted('wout/' + f for f in files)
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize('size', [True, 40000, 0, 2.5])
+def test_align_refuses_a_crop_size_that_is_a_mistake(size):
+    """size=True was an OpenCV TypeError, size=40000 allocated 4.8 GB a face: one sentence, before any work."""
+    img = np.zeros((100, 100, 3), np.uint8)
+    pts = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], np.float64)
+    with pytest.raises(ValueError, match='crop size must be an int from 1 to 1024'):
+        RetinaFace.align(img, pts, size=size)

@@ -17,10 +17,13 @@ ARCFACE_112 = np.array([[38.2946, 51.6963],   # left eye
                        dtype=np.float64)
 
 
+MAX_CROP = 1024  # a face crop side larger than this is a mistake (40000 px: 4.8 GB a face)
+
+
 def template(size=112):
     """The ArcFace five-point template for a (size x size) crop: the 112 template scaled by size / 112."""
-    if not (isinstance(size, (int, np.integer)) and size > 0):
-        raise ValueError('crop size must be a positive int, got %r' % (size,))
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or not 0 < size <= MAX_CROP:
+        raise ValueError('crop size must be an int from 1 to %d, got %r' % (MAX_CROP, size))
     return ARCFACE_112 * (size / 112.0)
 
 
