@@ -93,8 +93,9 @@ def test_cli_writes_aligned_crops_next_to_the_json(tmp_path, mnet25_prefix):
     assert res.returncode == 0, res.stderr[-2000:]
     faces = json.loads((tmp_path / 'drawn.json').read_text())[shared_path('images', 't1.jpg')]
     crops = sorted(os.listdir(tmp_path / 'crops'))
-    assert crops == ['t1_%d.jpg' % i for i in range(len(faces))] and len(faces) == 6
-    assert cv2.imread(str(tmp_path / 'crops' / 't1_0.jpg')).shape == (112, 112, 3)
+    assert crops == ['t1.jpg.face%d.jpg' % i for i in range(len(faces))] and len(faces) == 6
+    assert [f['crop'] for f in faces] == [str(tmp_path / 'crops' / c) for c in crops]  # which crop is which face
+    assert cv2.imread(str(tmp_path / 'crops' / 't1.jpg.face0.jpg')).shape == (112, 112, 3)
     res = cli(['--prefix', mnet25_prefix, '--image', shared_path('images', 't1.jpg'), '--output', tmp_path / 'o2.jpg',
                '--crops', tmp_path / 'crops'])
     assert res.returncode == 2 and 'pass --overwrite' in res.stderr
@@ -249,3 +250,21 @@ def test_align_refuses_a_crop_size_that_is_a_mistake(size):
     pts = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], np.float64)
     with pytest.raises(ValueError, match='crop size must be an int from 1 to 1024'):
         RetinaFace.align(img, pts, size=size)
+
+
+def test_crops_of_two_photos_with_one_stem_never_collide(tmp_path, mnet25_prefix):
+    """a.jpg and a.png in one folder (and an image named like a crop): each photo keeps its own crops, the JSON
+    names every face's crop (before: a.png's crops replaced a.jpg's in the same run)."""
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    shutil.copy(shared_path('images', 't1.jpg'), photos / 'a.jpg')
+    cv2.imwrite(str(photos / 'a.png'), cv2.imread(shared_path('images', 't4.jpg')))
+    cv2.imwrite(str(photos / 'a_0.jpg'), cv2.imread(shared_path('images', 't1.jpg')))
+    res = cli(['--prefix', mnet25_prefix, '--image', photos, '--output', tmp_path / 'drawn', '--crops',
+               tmp_path / 'crops'])
+    assert res.returncode == 0, res.stderr[-2000:]
+    results = json.loads((tmp_path / 'drawn' / 'detections.json').read_text())
+    named = [f['crop'] for faces in results.values() for f in faces]
+    assert len(named) == len(set(named)) == len(os.listdir(tmp_path / 'crops'))
+    for image, faces in results.items():
+        assert all(os.path.basename(f['crop']).startswith(os.path.basename(image) + '.face') for f in faces)

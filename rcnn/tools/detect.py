@@ -8,7 +8,8 @@ One input image: ``--output`` is the drawing's file name and the JSON is written
 A folder: ``--output`` is a folder with one drawing per image and ``detections.json``. A video: ``--output``
 is the drawn video (same frame rate and size; .mp4 or .avi), ``--json`` one JSON line per frame, frames
 detected in batches of ``--batch``. ``--crops DIR`` writes one aligned ArcFace crop per face
-(``<image stem>_<i>.jpg``; for a video ``<video stem>_<frame>_<i>.jpg``), ``--crop_size`` pixels square.
+(``<image file name>.face<i>.jpg``, e.g. ``a.jpg.face0.jpg`` and ``a.png.face0.jpg`` for two photos; for a video
+``<video file name>.f<frame>.face<i>.jpg``), ``--crop_size`` pixels square, and the JSON names each face's crop.
 Nothing is overwritten without ``--overwrite``, no input is ever written over (paths are compared after
 resolving links), and no output is written through a symlink. An image that cannot be read or detected on
 is skipped and reported; the others are kept.
@@ -34,13 +35,16 @@ __all__ = ['main', 'detections_to_json']
 logger = logging.getLogger('detect')
 
 
-def detections_to_json(faces, landmarks):
+def detections_to_json(faces, landmarks, crops=None):
+    """One dict per face; `crops` (the crop file of each face, in order) adds 'crop'."""
     out = []
-    for f, lm in zip(faces, landmarks if landmarks is not None else [None] * len(faces)):
+    for k, (f, lm) in enumerate(zip(faces, landmarks if landmarks is not None else [None] * len(faces))):
         det = {'box': [round(float(v), 3) for v in f[:4]], 'score': round(float(f[4]), 6)}
         if len(f) > 5:
             det['mask'] = round(float(f[5]), 6)  # Anti-Cov models: probability that the face wears a mask
         det['landmarks'] = None if lm is None else [[round(float(x), 3), round(float(y), 3)] for x, y in lm]
+        if crops:
+            det['crop'] = crops[k]
         out.append(det)
     return out
 
@@ -121,7 +125,7 @@ def plan_outputs(parser, args):
         except UnsafeOutputError as err:
             parser.exit(2, 'error: %s\n' % err)
     existing = [p for p in out_paths + [json_path] if os.path.exists(p)]
-    existing += existing_crops(args.crops, [os.path.splitext(os.path.basename(p))[0] for p in inputs])
+    existing += existing_crops(args.crops, [os.path.basename(p) for p in inputs])
     if existing and not args.overwrite:
         parser.exit(2, 'error: %s already exist%s (e.g. %s): pass --overwrite to replace them, or choose another '
                        '--output\n' % ('%d outputs' % len(existing) if len(existing) > 1 else existing[0],
@@ -133,13 +137,13 @@ def plan_outputs(parser, args):
     return inputs, out_paths, json_path
 
 
-def existing_crops(folder, stems):
-    """Crop files of these stems already in `folder` (refused without --overwrite)."""
+def existing_crops(folder, names):
+    """Crop files of these input file names already in `folder` (refused without --overwrite)."""
     if not folder or not os.path.isdir(folder):
         return []
     found = []
-    for stem in stems:
-        found += glob.glob(os.path.join(glob.escape(folder), glob.escape(stem) + '_*.jpg'))
+    for name in names:
+        found += glob.glob(os.path.join(glob.escape(folder), glob.escape(name) + '.*face*.jpg'))
     return sorted(found)
 
 
@@ -163,13 +167,14 @@ def write_image(path, img, what='drawing'):
             raise write_error(path, 'OpenCV could not write %s' % path)
 
 
-def write_crops(detector, img, landmarks, folder, stem, size):
-    """One aligned crop per face: <folder>/<stem>_<i>.jpg; returns the paths."""
+def write_crops(detector, img, landmarks, folder, name, size):
+    """One aligned crop per face: <folder>/<name>.face<i>.jpg (`name` an input's whole file name, so a.jpg and
+    a.png never share crops); returns the paths, face by face."""
     if not folder or landmarks is None or not len(landmarks):
         return []
     paths = []
     for i, crop in enumerate(detector.align(img, landmarks, size)):
-        path = os.path.join(folder, '%s_%d.jpg' % (stem, i))
+        path = os.path.join(folder, '%s.face%d.jpg' % (name, i))
         write_image(path, crop, 'face crop')
         paths.append(path)
     return paths
@@ -196,11 +201,10 @@ def main(argv=None):
             continue
         try:
             write_image(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
-            crops = write_crops(detector, img, landmarks, args.crops, os.path.splitext(os.path.basename(path))[0],
-                                args.crop_size)
+            crops = write_crops(detector, img, landmarks, args.crops, os.path.basename(path), args.crop_size)
         except OSError as err:
             parser.exit(2, 'error: could not write %s: %s\n' % (out_path, err.strerror or err))
-        results[path] = detections_to_json(faces, landmarks)
+        results[path] = detections_to_json(faces, landmarks, crops)
         logger.info('%s: %d faces -> %s%s', path, len(faces), out_path,
                     ' (+ %d aligned crops in %s)' % (len(crops), args.crops) if crops else '')
     if not results:
@@ -244,7 +248,7 @@ def plan_video(parser, args):
         except UnsafeOutputError as err:
             parser.exit(2, 'error: %s\n' % err)
     existing = [p for p in outputs if os.path.exists(p)]
-    existing += existing_crops(args.crops, [os.path.splitext(os.path.basename(args.video))[0]])
+    existing += existing_crops(args.crops, [os.path.basename(args.video)])
     if existing and not args.overwrite:
         parser.exit(2, 'error: %s already exists: pass --overwrite to replace it, or choose another --output\n'
                     % existing[0])
@@ -269,7 +273,6 @@ def plan_video(parser, args):
 def run_video(parser, args):
     cap, fps, size, frames = plan_video(parser, args)
     detector = load_detector(parser, args)
-    stem = os.path.splitext(os.path.basename(args.video))[0]
     codec = VIDEO_CODECS[os.path.splitext(args.output)[1].lower()]
     done = faces_total = 0
     t0 = time.time()
@@ -295,10 +298,10 @@ def run_video(parser, args):
                     for frame, (faces, landmarks) in zip(batch, detector.detect_batch(batch, args.thresh, [scale],
                                                                                       args.flip)):
                         writer.write(draw_detections(frame, faces, landmarks, args.mask_thresh))
-                        crops = write_crops(detector, frame, landmarks, args.crops, '%s_%06d' % (stem, done),
-                                            args.crop_size)
+                        crops = write_crops(detector, frame, landmarks, args.crops,
+                                            '%s.f%06d' % (os.path.basename(args.video), done), args.crop_size)
                         lines.write(json.dumps({'frame': done, 'time': round(done / fps, 4),
-                                                'faces': detections_to_json(faces, landmarks),
+                                                'faces': detections_to_json(faces, landmarks, crops),
                                                 'crops': crops}) + '\n')
                         done += 1
                         faces_total += len(faces)
