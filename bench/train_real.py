@@ -7,8 +7,9 @@
    (then stopped; every complete epoch is a checkpoint, and a rerun resumes);
 2. ``test.py --mode 0`` on the real val images (official .mat ground truth) for the newest checkpoint and
    ``--eval_every`` epochs before it;
-3. ``<work>/curves.png``: per-stride face (foreground) accuracy and box loss against samples seen, ours next to
-   the published mnet.25 run (``<shared>/reference/mnet25_train.log``: 2 GPUs x 32 images, 402 batches per
+3. ``<work>/ap.png``: AP against iterations, beside the face accuracy per stride against iterations, ours and
+   the published run's; ``<work>/curves.png``: per-stride face (foreground) accuracy and box loss against
+   samples seen, ours next to the published mnet.25 run (``<shared>/reference/mnet25_train.log``: 2 GPUs x 32 images, 402 batches per
    epoch); ``<work>/report.json`` keeps the numbers.
 
 With several ``--anchors`` presets each is trained for ``--minutes`` in turn (same seed, batch, LR) and
@@ -110,6 +111,41 @@ def plot(ours, published, path, title, batch):
     fig.savefig(path, dpi=110)
 
 
+def plot_ap(ap, iters_per_epoch, ours, published, path, title):
+    """Left: WIDER AP (mode 0, real val images) of our checkpoints against iterations; right: the face
+    accuracy of the OHEM-kept anchors per stride, ours next to the published run's, against iterations."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5))
+    epochs = sorted(ap)
+    for key, colour in (('easy', 'tab:green'), ('medium', 'tab:orange'), ('hard', 'tab:red')):
+        left.plot([e * iters_per_epoch for e in epochs], [ap[e][key] for e in epochs], 'o-', color=colour,
+                  label=key.capitalize())
+    left.set_xlabel('iterations')
+    left.set_ylabel('AP (official protocol, mode 0)')
+    left.set_ylim(0, 1)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    left.set_title('ours: WIDER AP on the 307 real val images', fontsize=10)
+    colours = {32: 'tab:blue', 16: 'tab:orange', 8: 'tab:green'}
+    for s in STRIDES:
+        name = 'RPNAcc_s%d_FG' % s
+        for rows, style, who, batch in ((published, '--', 'published', PUBLISHED_BATCH), (ours, '-', 'ours', None)):
+            pts = [(r['iteration'], r[name]) for r in rows if name in r and r['iteration'] > 0]
+            if pts:
+                right.plot(*zip(*pts), style, color=colours[s], lw=1.2 if who == 'ours' else 0.8,
+                           label='%s stride %d' % (who, s))
+    right.set_xscale('log')
+    right.set_xlabel('iterations')
+    right.set_title('face (foreground) accuracy of the OHEM-kept anchors', fontsize=10)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def train(args, data, backbone, prefix, anchors):
     cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--network', 'mnet', '--anchors', anchors, '--pretrained',
            backbone,
@@ -205,6 +241,9 @@ def run_one(args, data, gt, backbone, ref_log, prefix, anchors, published):
         title = ('mnet (%s) from ImageNet MobileNet0.25 on 400 real WIDER train images (%d samples seen, %d epochs) '
                  'vs the published run (12,876 images)' % (anchors, seen, epochs[-1]))
         plot(ours, pub, os.path.join(args.work, 'curves.png'), title, args.batch)
+        plot_ap(ap, per_epoch[-1], ours, pub, os.path.join(args.work, 'ap.png'),
+                'mnet (%s) from the ImageNet MobileNet0.25 backbone, 640 px crops, batch %d, on the 400 real '
+                'WIDER train images of shared/' % (anchors, args.batch))
     print('\n%s\n| epoch | samples seen | Easy | Medium | Hard |' % anchors)
     print('|---|---|---|---|---|')
     for e in to_eval:
