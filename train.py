@@ -229,6 +229,13 @@ def _momentum_to_restore(args, epoch, dist):
     the user said --fresh_momentum; CheckpointError where it is missing, unreadable or in the old pickle format
     and they did not."""
     path = states_path(args.prefix, epoch)
+    if dist:  # the servers hold the optimizer: a momentum file cannot be given to them
+        if args.fresh_momentum:
+            logger.warning('--fresh_momentum: the SGD momentum restarts from zero on the parameter servers')
+            return None
+        raise CheckpointError('--resume with a dist kvstore: the momentum lives on the parameter servers and is '
+                              'not restored from a file; --fresh_momentum continues from %s-%04d.params with the '
+                              'momentum restarted from zero; nothing was changed' % (args.prefix, epoch))
     if os.path.isfile(path):
         return path, read_momentum(path)
     legacy = legacy_states_path(args.prefix, epoch)
@@ -241,10 +248,9 @@ def _momentum_to_restore(args, epoch, dist):
                               'which this version never loads (unpickling a file can run code); --fresh_momentum '
                               'continues from %s-%04d.params with the momentum restarted from zero; nothing was '
                               'changed' % (epoch, legacy, args.prefix, epoch))
-    why = ('a dist kvstore keeps it on its servers' if dist else 'it was not written or was removed')
-    raise CheckpointError('--resume: no momentum %s for epoch %d (%s); --fresh_momentum continues from '
-                          '%s-%04d.params with the momentum restarted from zero; nothing was changed'
-                          % (path, epoch, why, args.prefix, epoch))
+    raise CheckpointError('--resume: no momentum %s for epoch %d (it was not written or was removed); '
+                          '--fresh_momentum continues from %s-%04d.params with the momentum restarted from zero; '
+                          'nothing was changed' % (path, epoch, args.prefix, epoch))
 
 
 def _checkpoint_fit(params, sym, shapes):
