@@ -271,3 +271,27 @@ def test_label_txt_ground_truth(tmp_path):
     preds = [dets([0, 0, 10, 10, 0.9], [50, 50, 10, 10, 0.8], [200, 200, 5, 5, 0.1]), np.zeros((0, 5))]
     res = W.evaluate(preds, gt)['all']
     assert res['faces'] == 2 and res['ap'] == pytest.approx(1.0)
+
+
+def test_cli_keeps_an_existing_ap_file_and_announces_a_partial_prediction_set(tmp_path):
+    """test.py's ap.json in the prediction folder is not replaced without --overwrite; predictions for 60 of the
+    3,226 images are announced before the table with the --subset hint, and a --subset run says it is one."""
+    gt = W.load_mat_gt(shared_path('widerface', 'ground_truth'))
+    sub = gt.subset(set(gt.images[:60]))
+    for (event, name), boxes in zip(sub.images, sub.boxes):
+        rows = ''.join('%d %d %d %d 0.9\n' % tuple(b) for b in boxes)
+        write(str(tmp_path), event, name, '%s/%s.jpg\n%d\n%s' % (event, name, len(boxes), rows))
+    (tmp_path / 'ap.json').write_text('{"ap": "from test.py"}')
+    cmd = [sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(tmp_path), '--gt',
+           shared_path('widerface', 'ground_truth')]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and 'ap.json already exists' in run.stderr and '--overwrite' in run.stderr
+    assert (tmp_path / 'ap.json').read_text() == '{"ap": "from test.py"}'
+    run = subprocess.run(cmd + ['--overwrite'], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    note = out.index('60 of the 3226 ground-truth images have a prediction file')
+    assert note < out.index('Easy ') and 'add --subset' in out
+    run = subprocess.run(cmd + ['--overwrite', '--subset'], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0 and 'subset: 60 of the 3226 images' in run.stdout
+    assert json.load(open(tmp_path / 'ap.json'))['title'] == 'subset: 60 of the 3226 images'

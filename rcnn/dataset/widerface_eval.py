@@ -398,6 +398,8 @@ def report(results, gt, out_dir=None, title='', run=None):
                    'faces': {s: r['faces'] for s, r in results.items()}}
         if run is not None:
             summary['run'] = run
+        if title:
+            summary['title'] = title
         with atomic_open(os.path.join(out_dir, 'ap.json'), what='AP summary') as f:
             json.dump(summary, f, indent=1)
         plot_pr_curves(results, os.path.join(out_dir, 'pr_curves.png'), title)
@@ -441,6 +443,8 @@ def main(argv=None):
                         help='evaluate only the images that have a prediction file (a partial run); '
                              'otherwise missing files count as images without detections, as the toolkit does')
     parser.add_argument('--output', default=None, help='folder for ap.json and pr_curves.png (default: --pred)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an ap.json / pr_curves.png already in the output folder (test.py writes them)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)
     if not os.path.isdir(args.pred):
@@ -452,11 +456,24 @@ def main(argv=None):
             pass
     except OSError as err:
         parser.exit(2, 'error: cannot write ap.json and pr_curves.png to --output %s: %s\n' % (out_dir, err.strerror))
+    present = [p for p in (os.path.join(out_dir, n) for n in ('ap.json', 'pr_curves.png')) if os.path.lexists(p)]
+    if present and not args.overwrite:
+        parser.exit(2, 'error: %s already exists (written by test.py or an earlier evaluation): --overwrite replaces '
+                       'it, or --output names another folder\n' % present[0])
     try:
         gt = load_mat_gt(args.gt) if args.gt else load_label_gt(args.label)
         subset = present_images(args.pred, gt) if args.subset and os.path.isdir(args.pred) else None
+        if subset is None:
+            have = len(present_images(args.pred, gt))
+            if have < len(gt.images):
+                logger.warning('note: %d of the %d ground-truth images have a prediction file; the %d others count '
+                               'as images without detections (the official rule for a full submission). To score '
+                               'only the %d predicted images, add --subset.', have, len(gt.images),
+                               len(gt.images) - have, have)
+        total = len(gt.images)
         results, gt, _ = evaluate_folder(args.pred, gt, subset)
-        report(results, gt, out_dir)
+        title = ('subset: %d of the %d images' % (len(gt.images), total)) if subset is not None else ''
+        report(results, gt, out_dir, title=title)
     except (OSError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
     return 0
