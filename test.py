@@ -64,22 +64,42 @@ def write_submission(path, rel_name, faces):
         f.writelines(lines)
 
 
-def write_zip(output):
-    """<output>.zip of the result files (<output name>/<event>/<image>.txt), written atomically."""
+def zip_path(output):
+    """Where --zip writes the archive of `output`: beside it, named after the folder (`--output .` too)."""
+    real = os.path.realpath(output)
+    return os.path.join(os.path.dirname(real), os.path.basename(real) + '.zip')
+
+
+def write_zip(output, records):
+    """zip_path(output) of exactly the result files of `records` (<folder>/<event>/<image>.txt), written
+    atomically: regular files only (a planted link is never followed into the archive), nothing else that lies
+    in the folder. Returns (path, files packed, [(path, why) left out])."""
     import zipfile
-    output = os.path.normpath(output)
-    top = os.path.basename(output)
-    path = output + '.zip'
+    top = os.path.basename(os.path.realpath(output))
+    path = zip_path(output)
+    packed, left = 0, []
+    wanted = set()
     with atomic_path(path, 'submission archive') as tmp:
         with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
-            for event in sorted(os.listdir(output)):
-                folder = os.path.join(output, event)
-                if not os.path.isdir(folder) or os.path.islink(folder):
-                    continue
-                for name in sorted(os.listdir(folder)):
-                    if name.endswith('.txt') and os.path.isfile(os.path.join(folder, name)):
-                        z.write(os.path.join(folder, name), '%s/%s/%s' % (top, event, name))
-    return path
+            for rec in records:
+                event = os.path.basename(os.path.dirname(rec['path']))
+                name = result_name(os.path.basename(rec['path']))
+                wanted.add((event, name))
+                src = os.path.join(output, event, name)
+                if os.path.islink(src) or os.path.islink(os.path.join(output, event)):
+                    left.append((src, 'a symbolic link, not a result file this run wrote'))
+                elif not os.path.isfile(src):
+                    left.append((src, 'missing (the image had no result)'))
+                else:
+                    z.write(src, '%s/%s/%s' % (top, event, name))
+                    packed += 1
+    for root, _, files in os.walk(output):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), output)
+            parts = rel.split(os.sep)
+            if f != RUN_MANIFEST and (len(parts) != 2 or (parts[0], parts[1]) not in wanted):
+                left.append((os.path.join(root, f), 'not a result file of this split'))
+    return path, packed, left
 
 
 def parse_args(argv=None):
@@ -132,8 +152,11 @@ def parse_args(argv=None):
                     % (args.gt, ', '.join(missing)))
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         p.error('--output %s is a file, not a folder' % args.output)
-    if args.zip and os.path.exists(os.path.normpath(args.output) + '.zip') and not args.overwrite:
-        p.error('%s.zip exists: pass --overwrite to replace it' % os.path.normpath(args.output))
+    if args.zip and args.parts > 1:
+        p.error('--zip packs the whole split: once every part is done, run once more without --parts/--part and '
+                'with --zip (finished images are not detected again)')
+    if args.zip and os.path.exists(zip_path(args.output)) and not args.overwrite:
+        p.error('%s exists: pass --overwrite to replace it' % zip_path(args.output))
     return args
 
 
@@ -203,12 +226,18 @@ def run(args):
     records = parse_label_file(label, with_landmarks=False)
     if not records:
         raise ValueError('%s lists no images (no "# <image path>" line)' % label)
-    seen = {}
+    seen, results_of = {}, {}
     for rec in records:
         if rec['path'] in seen:
             raise ValueError('%s:%d: image %s is listed twice (first at line %d)'
                              % (label, rec['line'], rec['path'], seen[rec['path']]))
         seen[rec['path']] = rec['line']
+        key = (os.path.basename(os.path.dirname(rec['path'])), result_name(os.path.basename(rec['path'])))
+        if key in results_of:  # the official layout keeps only <event>/<image>: a/ev/x.jpg and b/ev/x.jpg collide
+            raise ValueError('%s:%d: image %s would share the result file %s/%s with line %d (%s): the WIDER layout '
+                             'keeps only the event folder and the file name' % (label, rec['line'], rec['path'],
+                                                                                 key[0], key[1], *results_of[key]))
+        results_of[key] = (rec['line'], rec['path'])
     if args.limit:
         records = records[:args.limit]
     mine = [r for i, r in enumerate(records) if i % args.parts == args.part]
@@ -247,13 +276,23 @@ def run(args):
         if failed:
             logger.warning('%d images of this part could not be read: they have no result file and count as '
                            'images without detections (or are left out with --subset)', failed)
+        if not args.gt and not any(len(r['boxes_xywh']) for r in records):  # the test split: no AP to compute
+            logger.info('part %d of %d done; once every part is, pack them for the test server: run this command '
+                        'once more without --parts/--part and with --zip (finished images are not detected again)',
+                        args.part, args.parts)
+            return None
         logger.info('part %d of %d done; once every part is, evaluate them together with: python -m '
                     'rcnn.dataset.widerface_eval --pred %s %s%s', args.part, args.parts, shlex.quote(args.output),
                     '--gt ' + shlex.quote(args.gt) if args.gt else '--label ' + shlex.quote(label),
                     ' --subset' if args.limit or args.gt else '')
         return None
     if args.zip:
-        logger.info('submission archive: %s', write_zip(args.output))
+        path, packed, left = write_zip(args.output, records)
+        logger.info('submission archive: %s (%d result files)', path, packed)
+        for where, why in left[:5]:
+            logger.warning('not in the archive: %s (%s)', where, why)
+        if len(left) > 5:
+            logger.warning('%d more files not in the archive', len(left) - 5)
     if not args.gt and not any(len(r['boxes_xywh']) for r in records):
         logger.info('%s lists images only (no ground truth, as the WIDER test split): the result files are in %s in '
                     'the official layout; no AP can be computed here%s', label, args.output,

@@ -240,7 +240,41 @@ def test_test_split_submission(tmp_path, mnet25_prefix):
     assert first[0] == os.path.splitext(files[0])[0] + '.jpg' and int(first[1]) == len(first) - 2
     with zipfile.ZipFile(str(out) + '.zip') as z:
         assert sorted(z.namelist()) == sorted('wout/' + f for f in files)
+    # planted: a link to a secret among the results, a foreign folder: the archive holds exactly the results
+    secret = tmp_path / 'secret.key'
+    secret.write_text('do not upload')
+    os.symlink(str(secret), str(out / os.path.dirname(files[0]) / 'zz_leak.txt'))
+    (out / 'junk').mkdir()
+    (out / 'junk' / 'passwords.txt').write_text('hunter2')
+    res = subprocess.run([str(a) for a in (sys.executable, os.path.join(ROOT, 'test.py'), '--prefix', mnet25_prefix,
+                                           '--epoch', 0, '--dataset_path', tmp_path / 'data', '--image_set', 'test',
+                                           '--output', out, '--mode', 0, '--scales', '0.25', '--zip', '--overwrite')],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-2000:]
+    with zipfile.ZipFile(str(out) + '.zip') as z:
+        assert sorted(z.namelist()) == sorted('wout/' + f for f in files)
+        assert not any(b'do not upload' in z.read(n) or b'hunter2' in z.read(n) for n in z.namelist())
+    assert 'not in the archive' in res.stdout and 'passwords.txt' in res.stdout and 'zz_leak.txt' in res.stdout
+    res = subprocess.run([str(a) for a in (sys.executable, os.path.join(ROOT, 'test.py'), '--prefix', mnet25_prefix,
+                                           '--epoch', 0, '--dataset_path', tmp_path / 'data', '--image_set', 'test',
+                                           '--output', out, '--zip', '--parts', 2, '--part', 0)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and '--zip packs the whole split' in res.stderr
     shutil.rmtree(out)
+
+
+def test_two_label_paths_that_share_a_result_file_are_refused(tmp_path, mnet25_prefix):
+    split = tmp_path / 'data' / 'val'
+    for folder in ('a/ev', 'b/ev'):
+        (split / 'images' / folder).mkdir(parents=True)
+        shutil.copy(shared_path('images', 't1.jpg'), split / 'images' / folder / 'x.jpg')
+    (split / 'label.txt').write_text('# a/ev/x.jpg\n1 1 10 10\n# b/ev/x.jpg\n1 1 10 10\n')
+    res = subprocess.run([str(a) for a in (sys.executable, os.path.join(ROOT, 'test.py'), '--prefix', mnet25_prefix,
+                                           '--epoch', 0, '--dataset_path', tmp_path / 'data', '--output',
+                                           tmp_path / 'o', '--mode', 0, '--scales', '0.25')],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and 'label.txt:3: image b/ev/x.jpg would share the result file ev/x.txt with line 1' \
+        in res.stdout + res.stderr, (res.stdout + res.stderr)[-2000:]
 
 
 @pytest.mark.parametrize('size', [True, 40000, 0, 2.5])
