@@ -302,3 +302,66 @@ def test_crops_of_two_photos_with_one_stem_never_collide(tmp_path, mnet25_prefix
     assert len(named) == len(set(named)) == len(os.listdir(tmp_path / 'crops'))
     for image, faces in results.items():
         assert all(os.path.basename(f['crop']).startswith(os.path.basename(image) + '.face') for f in faces)
+
+
+def _bbx(tmp_path, body):
+    path = tmp_path / 'wider_face_val_bbx_gt.txt'
+    path.write_text(body)
+    return path
+
+
+def test_convert_wider_input_is_checked_by_line(tmp_path):
+    ok = '0 0 10 10 0 0 0 0 0 0\n'
+    cases = [('0--Parade/a.jpg\n-1\n' + ok, ':2: face count -1 of 0--Parade/a.jpg is negative'),
+             ('0--Parade/a.jpg\n1\n0 0 inf 10 0 0 0 0 0 0\n', ':3: not a list of finite numbers'),
+             ('0--Parade/a.jpg\n1\n0 0 1e400 10 0 0 0 0 0 0\n', ':3: not a list of finite numbers'),
+             ('0--Parade/a.jpg\n1\n' + ok + '0--Parade/a.jpg\n1\n' + ok, ':4: 0--Parade/a.jpg is listed twice '
+                                                                        '(first at line 1)')]
+    (tmp_path / 'images').mkdir()
+    for body, message in cases:
+        res = tool('rcnn.dataset.convert_wider', ['--bbx_gt', _bbx(tmp_path, body), '--images', tmp_path / 'images',
+                                                  '--output', tmp_path / 'out', '--overwrite'])
+        assert res.returncode == 2 and message in res.stderr and 'Traceback' not in res.stderr, (body, res.stderr)
+
+
+def test_convert_wider_never_writes_through_a_planted_folder_link_or_over_a_user_photo(tmp_path):
+    images = tmp_path / 'WIDER_val' / 'images'
+    (images / '0--Parade').mkdir(parents=True)
+    shutil.copy(shared_path('images', 't1.jpg'), images / '0--Parade' / 'a.jpg')
+    bbx = _bbx(tmp_path, '0--Parade/a.jpg\n1\n10 10 50 50 0 0 0 0 0 0\n')
+    victim = tmp_path / 'victim'
+    victim.mkdir()
+    (victim / 'a.jpg').write_bytes(b'my own file')
+    out = tmp_path / 'out'
+    (out / 'images').mkdir(parents=True)
+    os.symlink(str(victim), str(out / 'images' / '0--Parade'))
+    for extra in ([], ['--copy']):
+        res = tool('rcnn.dataset.convert_wider', ['--bbx_gt', bbx, '--images', images, '--output', out] + extra)
+        assert res.returncode == 2 and 'is a symbolic link' in res.stderr, res.stderr
+        assert os.listdir(victim) == ['a.jpg'] and (victim / 'a.jpg').read_bytes() == b'my own file'
+    os.remove(str(out / 'images' / '0--Parade'))
+    (out / 'images' / '0--Parade').mkdir()
+    (out / 'images' / '0--Parade' / 'a.jpg').write_bytes(b'my own photo')
+    for extra in ([], ['--copy']):
+        res = tool('rcnn.dataset.convert_wider', ['--bbx_gt', bbx, '--images', images, '--output', out] + extra)
+        assert res.returncode == 2 and 'already exists and is not' in res.stderr and '--overwrite' in res.stderr
+        assert (out / 'images' / '0--Parade' / 'a.jpg').read_bytes() == b'my own photo'
+        assert not (out / 'label.txt').exists()
+    res = tool('rcnn.dataset.convert_wider', ['--bbx_gt', bbx, '--images', images, '--output', out, '--copy',
+                                              '--overwrite'])
+    assert res.returncode == 0, res.stderr
+    res = tool('rcnn.dataset.convert_wider', ['--bbx_gt', bbx, '--images', images, '--output', out, '--copy',
+                                              '--overwrite'])  # a rerun over its own copies
+    assert res.returncode == 0, res.stderr
+
+
+def test_landmark_lines_are_numbered_as_the_label_reader_numbers_them(tmp_path):
+    """A \\x1c (whitespace to str.split, a line break to str.splitlines) inside a face line: each face keeps its
+    own landmarks (before: the second face got the values of the line after it)."""
+    from rcnn.dataset.convert_wider import landmark_lines
+    first = ' '.join(['11.0 12.0 0.0'] * 5) + ' 0.5'
+    second = ' '.join(['61.0 62.0 1.0'] * 5) + ' 0.7'
+    label = tmp_path / 'label.txt'
+    label.write_text('# 0--Parade/a.jpg\n10 10 50 50 %s\x1c\n60 60 20 20 %s\n' % (first, second))
+    found = landmark_lines(str(label))['0--Parade/a.jpg']
+    assert found[(10, 10, 50, 50)] == first and found[(60, 60, 20, 20)] == second

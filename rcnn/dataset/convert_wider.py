@@ -35,7 +35,7 @@ class ConvertError(ValueError):
 
 
 def read_bbx_gt(path):
-    """wider_face_*_bbx_gt.txt -> [(image path, [(x, y, w, h, invalid) ...], line)]."""
+    """wider_face_*_bbx_gt.txt -> [(image path, [(x, y, w, h, invalid, line) ...], line)]."""
     out = []
     with open(path, 'r', encoding='utf-8-sig', errors='replace') as f:
         lines = [ln.strip() for ln in f]
@@ -51,6 +51,8 @@ def read_bbx_gt(path):
             count = int(lines[i + 1])
         except (IndexError, ValueError):
             raise ConvertError('%s:%d: expected the face count of %s' % (path, where + 1, name)) from None
+        if count < 0:
+            raise ConvertError('%s:%d: face count %d of %s is negative' % (path, where + 1, count, name))
         rows = lines[i + 2:i + 2 + max(count, 1)]  # an image without faces has one line of zeros
         if len(rows) < max(count, 1):
             raise ConvertError('%s:%d: %s says %d faces but the file ends' % (path, where + 1, name, count))
@@ -58,15 +60,25 @@ def read_bbx_gt(path):
         for k, row in enumerate(rows[:count]):
             try:
                 values = [int(float(v)) for v in row.split()]
-            except ValueError:
-                raise ConvertError('%s:%d: not a list of numbers: %r' % (path, where + 2 + k, row[:60])) from None
+            except (ValueError, OverflowError):  # OverflowError: inf, 1e400
+                raise ConvertError('%s:%d: not a list of finite numbers: %r' % (path, where + 2 + k, row[:60])) \
+                    from None
             if len(values) != 10:
                 raise ConvertError('%s:%d: expected 10 numbers (x1 y1 w h blur expression illumination invalid '
                                    'occlusion pose), got %d' % (path, where + 2 + k, len(values)))
-            faces.append((values[0], values[1], values[2], values[3], values[7]))
+            faces.append((values[0], values[1], values[2], values[3], values[7], where + 2 + k))
         out.append((name, faces, where))
         i += 2 + max(count, 1)
-    return out
+    return _no_repeats(out, path)
+
+
+def _no_repeats(entries, path):
+    first = {}
+    for name, _, where in entries:
+        if name in first:
+            raise ConvertError('%s:%d: %s is listed twice (first at line %d)' % (path, where, name, first[name]))
+        first[name] = where
+    return entries
 
 
 def read_filelist(path):
@@ -80,13 +92,13 @@ def read_filelist(path):
             if unsafe_image_path(name):
                 raise ConvertError('%s:%d: image path %r %s' % (path, lineno, name, unsafe_image_path(name)))
             out.append((name, None, lineno))
-    return out
+    return _no_repeats(out, path)
 
 
 def landmark_lines(path):
     """{image path: {(x, y, w, h): the 16 values after the box}} of a RetinaFace train label.txt."""
     with open(path, 'r', encoding='utf-8-sig', errors='replace') as f:
-        lines = f.read().splitlines()
+        lines = f.read().split('\n')  # numbered as the label reader numbers them (not splitlines: \x1c, \x85...)
     found = {}
     for rec in parse_label_file(path, with_landmarks=True):
         faces = {}
@@ -98,7 +110,35 @@ def landmark_lines(path):
     return found
 
 
-def convert(entries, images, output, fmt, copy=False, only_present=False, landmarks=None):
+def _check_image_tree(image_root, names, images, copy, overwrite):
+    """Before anything is written: no folder on the way to an image is a link (a planted
+    `images/0--Parade -> elsewhere/` would take the copies or links there), and an image already in place is
+    this run's (the link to its source, or an identical copy) unless --overwrite: a user's own photo under the
+    same name is neither replaced nor silently given the official boxes of another."""
+    import filecmp
+    root = os.path.abspath(image_root)
+    if os.path.islink(root):
+        raise ConvertError('%s is a symbolic link: the images are written into a folder of their own' % image_root)
+    for name in names:
+        dst = os.path.join(root, name)
+        folder = os.path.dirname(dst)
+        while folder != root:
+            if os.path.islink(folder):
+                raise ConvertError('%s is a symbolic link (to %s): not writing images through it'
+                                   % (folder, os.path.realpath(folder)))
+            folder = os.path.dirname(folder)
+        if not os.path.lexists(dst) or overwrite:
+            continue
+        src = os.path.abspath(os.path.join(images, name))
+        ours = (os.path.islink(dst) and os.readlink(dst) == src) if not copy else \
+            (not os.path.islink(dst) and os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False))
+        if not ours:
+            raise ConvertError('%s already exists and is not %s: pass --overwrite to replace it'
+                               % (dst, 'a link to %s' % src if not copy else 'a copy of %s' % src))
+
+
+def convert(entries, images, output, fmt, copy=False, only_present=False, landmarks=None, overwrite=False,
+            source='the official file'):
     """Write <output>/label.txt and <output>/images; returns counts."""
     kept, missing, merged = [], [], 0
     for name, faces, where in entries:
@@ -122,7 +162,13 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
             lines.append('0 0 0 0')
             continue
         points = (landmarks or {}).get(name, {})
-        for x, y, w, h, _invalid in faces:
+        for x, y, w, h, _invalid, line in faces:
+            if w < 0 or h < 0:  # in the official files (val: one face); no box to train on
+                logger.warning('%s:%d: negative face width or height (%d x %d): %s', source, line, w, h,
+                               'left out (no box to train on)' if fmt == 'train' else
+                               'kept, as the official evaluation keeps it (it can never be matched)')
+                if fmt == 'train':
+                    continue
             if fmt == 'train':
                 extra = points.get((x, y, w, h))
                 merged += extra is not None
@@ -131,16 +177,16 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
                 lines.append('%d %d %d %d' % (x, y, w, h))
             faces_total += 1
     image_root = os.path.join(output, 'images')
+    _check_image_tree(image_root, [name for name, _, _ in kept], images, copy, overwrite)
     os.makedirs(image_root, exist_ok=True)
     for name, _, _ in kept:
         dst = os.path.join(image_root, name)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if os.path.lexists(dst):
-            if os.path.islink(dst) or copy:
-                os.remove(dst)
-            else:
-                continue
         src = os.path.abspath(os.path.join(images, name))
+        if os.path.lexists(dst):
+            if not overwrite and (copy or os.path.islink(dst)):
+                continue  # this run's own link or copy (checked above)
+            os.remove(dst)  # --overwrite: the user asked; a link is removed, never followed
         if copy:
             shutil.copyfile(src, dst)
         else:
@@ -163,7 +209,8 @@ def main(argv=None):
     p.add_argument('--landmarks', default=None, help='a RetinaFace train label.txt whose landmarks are merged in')
     p.add_argument('--copy', action='store_true', help='copy the images instead of linking them')
     p.add_argument('--only_present', action='store_true', help='convert the images found, leave the rest out')
-    p.add_argument('--overwrite', action='store_true', help='replace an existing <output>/label.txt')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an existing <output>/label.txt and images of the same names')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     source = args.bbx_gt or args.filelist
@@ -184,7 +231,8 @@ def main(argv=None):
         refuse_symlink(label)
         entries = read_bbx_gt(args.bbx_gt) if args.bbx_gt else read_filelist(args.filelist)
         points = landmark_lines(args.landmarks) if args.landmarks else None
-        counts = convert(entries, args.images, args.output, fmt, args.copy, args.only_present, points)
+        counts = convert(entries, args.images, args.output, fmt, args.copy, args.only_present, points,
+                         args.overwrite, source)
     except (ConvertError, OSError, ValueError) as err:
         p.exit(2, 'error: %s\n' % err)
     logger.info('%s: %d images, %d faces (%s format%s)%s; images %s into %s', label, counts['images'], counts['faces'],
