@@ -81,7 +81,7 @@ def _video(path, frames=9, size=(480, 270)):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 6, size)
     assert writer.isOpened()
     for k in range(frames):
-        name = ('t1.jpg', 't4.jpg')[k // 5]
+        name = ('t1.jpg', 't4.jpg')[(k // 5) % 2]
         writer.write(np.roll(cv2.resize(cv2.imread(shared_path('images', name)), size), 6 * k, axis=1))
     writer.release()
 
@@ -365,3 +365,79 @@ def test_landmark_lines_are_numbered_as_the_label_reader_numbers_them(tmp_path):
     label.write_text('# 0--Parade/a.jpg\n10 10 50 50 %s\x1c\n60 60 20 20 %s\n' % (first, second))
     found = landmark_lines(str(label))['0--Parade/a.jpg']
     assert found[(10, 10, 50, 50)] == first and found[(60, 60, 20, 20)] == second
+
+
+def _interrupt_when(cmd, ready, timeout=300):
+    """Run `cmd` in its own process group and send SIGINT to the group once ready() holds; (rc, out, err)."""
+    import signal
+    import time
+    proc = subprocess.Popen([str(a) for a in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, preexec_fn=lambda: (os.setpgrp(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def test_an_interrupted_folder_run_keeps_its_work_and_resumes(tmp_path, mnet25_prefix):
+    """Ctrl-C in a folder run with --crops: exit 130, no traceback, the finished drawings and crops listed in
+    detections.json; the same command again finishes the rest without --overwrite and without redoing them."""
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    for k in range(12):
+        cv2.imwrite(str(photos / ('p%02d.jpg' % k)), cv2.imread(shared_path('images', ('t1.jpg', 't4.jpg')[k % 2])))
+    out, crops = tmp_path / 'drawn', tmp_path / 'crops'
+    cmd = [sys.executable, os.path.join(ROOT, 'retinaface.py'), '--prefix', mnet25_prefix, '--image', photos,
+           '--output', out, '--crops', crops]
+    rc, stdout, stderr = _interrupt_when(cmd, lambda: out.is_dir() and len(os.listdir(out)) >= 3)
+    assert rc == 130, stderr[-2000:]
+    assert 'Traceback' not in stderr and 'interrupted:' in stderr
+    first = json.loads((out / 'detections.json').read_text())
+    assert 0 < len(first) < 12
+    drawn = sorted(p for p in os.listdir(out) if p != 'detections.json')
+    assert drawn == sorted(os.path.basename(p) for p in first)
+    assert sorted(str(crops / c) for c in os.listdir(crops)) == sorted(f['crop'] for r in first.values() for f in r)
+    stamps = {p: os.stat(out / p).st_mtime_ns for p in drawn}
+    res = subprocess.run([str(a) for a in cmd], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert 'resuming: %d of the 12 images were finished' % len(first) in res.stderr
+    final = json.loads((out / 'detections.json').read_text())
+    assert len(final) == 12 and all(final[p] == first[p] for p in first)
+    assert all(os.stat(out / p).st_mtime_ns == t for p, t in stamps.items())  # not redone
+
+
+def test_an_interrupted_video_keeps_its_frames_consistently(tmp_path, mnet25_prefix):
+    video = tmp_path / 'in.mp4'
+    _video(video, frames=60)
+    out, lines, crops = tmp_path / 'out.mp4', tmp_path / 'out.jsonl', tmp_path / 'crops'
+    cmd = [sys.executable, os.path.join(ROOT, 'retinaface.py'), '--prefix', mnet25_prefix, '--video', video,
+           '--output', out, '--json', lines, '--crops', crops, '--scale', 1, '--batch', 2]
+    rc, stdout, stderr = _interrupt_when(cmd, lambda: crops.is_dir() and len(os.listdir(crops)) >= 20)
+    assert rc == 130, stderr[-2000:]
+    assert 'Traceback' not in stderr and 'interrupted at frame' in stderr
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert 0 < len(records) < 60
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == len(records)
+    assert sorted(str(crops / c) for c in os.listdir(crops)) == sorted(c for r in records for c in r['crops'])
+
+
+def test_video_outputs_and_inputs_that_are_mistakes(tmp_path, mnet25_prefix):
+    video = tmp_path / 'in.mp4'
+    _video(video)
+    res = cli(['--prefix', mnet25_prefix, '--video', video, '--output', tmp_path / 'o.mp4', '--json',
+               tmp_path / 'o.mp4'])
+    assert res.returncode == 2 and '--json and --output name the same file' in res.stderr
+    (tmp_path / 'folder.mp4').mkdir()
+    res = cli(['--prefix', mnet25_prefix, '--video', video, '--output', tmp_path / 'folder.mp4', '--overwrite'])
+    assert res.returncode == 2 and 'is a folder' in res.stderr
+    fake = tmp_path / 'photo.mp4'
+    shutil.copy(shared_path('images', 't1.jpg'), fake)
+    res = cli(['--prefix', mnet25_prefix, '--video', fake, '--output', tmp_path / 'f.mp4'])
+    assert res.returncode == 2 and 'Traceback' not in res.stderr, res.stderr[-2000:]

@@ -19,6 +19,7 @@ import glob
 import json
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -91,9 +92,29 @@ def parse_args(argv=None):
     return p, args
 
 
+def finished_images(json_path, inputs, out_paths):
+    """{input: its JSON record} of the inputs an earlier (interrupted) run of this command finished: listed in
+    its JSON, with the drawing and every crop it names on disk."""
+    try:
+        with open(json_path) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    done = {}
+    for path, out_path in zip(inputs, out_paths):
+        rec = recorded.get(path)
+        if isinstance(rec, list) and os.path.isfile(out_path) and all(
+                isinstance(f, dict) and os.path.isfile(f.get('crop', out_path)) for f in rec):
+            done[path] = rec
+    return done
+
+
 def plan_outputs(parser, args):
-    """(inputs, drawing paths, JSON path), refused with one sentence when an output would replace an input,
-    an existing file (without --overwrite), or go through a symlink."""
+    """(inputs, drawing paths, JSON path, {input: record} finished by an interrupted run), refused with one
+    sentence when an output would replace an input, an existing file (without --overwrite; the outputs of an
+    interrupted run of this command are its own, and it resumes), or go through a symlink."""
     if os.path.isdir(args.image):
         inputs = sorted(os.path.join(args.image, f) for f in os.listdir(args.image)
                         if f.lower().endswith(IMAGE_EXTENSIONS))
@@ -124,8 +145,10 @@ def plan_outputs(parser, args):
             refuse_symlink(path)
         except UnsafeOutputError as err:
             parser.exit(2, 'error: %s\n' % err)
-    existing = [p for p in out_paths + [json_path] if os.path.exists(p)]
-    existing += existing_crops(args.crops, [os.path.basename(p) for p in inputs])
+    done = {} if args.overwrite or len(inputs) < 2 else finished_images(json_path, inputs, out_paths)
+    existing = [o for p, o in zip(inputs + [None], out_paths + [json_path]) if os.path.exists(o) and p not in done
+                and (p is not None or not done)]
+    existing += existing_crops(args.crops, [os.path.basename(p) for p in inputs if p not in done])
     if existing and not args.overwrite:
         parser.exit(2, 'error: %s already exist%s (e.g. %s): pass --overwrite to replace them, or choose another '
                        '--output\n' % ('%d outputs' % len(existing) if len(existing) > 1 else existing[0],
@@ -134,7 +157,10 @@ def plan_outputs(parser, args):
         check_writable_dir(os.path.dirname(os.path.abspath(json_path)))
     except OSError as err:
         parser.exit(2, 'error: --output: %s\n' % err)
-    return inputs, out_paths, json_path
+    if done:
+        logger.info('resuming: %d of the %d images were finished by an earlier run (%s)', len(done), len(inputs),
+                    json_path)
+    return inputs, out_paths, json_path, done
 
 
 def existing_crops(folder, names):
@@ -185,40 +211,71 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     if args.video:
         return run_video(parser, args)
-    inputs, out_paths, json_path = plan_outputs(parser, args)
+    inputs, out_paths, json_path, done = plan_outputs(parser, args)
     check_crops_folder(parser, args.crops, inputs)
     detector = load_detector(parser, args)
     results, skipped = {}, []
-    for path, out_path in zip(inputs, out_paths):
-        try:
-            img = read_image(path)
-            scale = args.scale or single_scale(img.shape)
-            faces, landmarks = detector.detect(img, args.thresh, scales=[scale], do_flip=args.flip)
-        except (ValueError, mx.base.MXNetError) as err:
-            reason = str(err).strip().splitlines()[-1]
-            logger.warning('skipping %s: %s', path, reason)
-            skipped.append((path, reason))
-            continue
-        try:
-            write_image(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
-            crops = write_crops(detector, img, landmarks, args.crops, os.path.basename(path), args.crop_size)
-        except OSError as err:
-            parser.exit(2, 'error: could not write %s: %s\n' % (out_path, err.strerror or err))
-        results[path] = detections_to_json(faces, landmarks, crops)
-        logger.info('%s: %d faces -> %s%s', path, len(faces), out_path,
-                    ' (+ %d aligned crops in %s)' % (len(crops), args.crops) if crops else '')
+    with _StopRequest() as stop:
+        for path, out_path in zip(inputs, out_paths):
+            if stop.requested:
+                break
+            if path in done:
+                results[path] = done[path]
+                continue
+            if not detect_one(parser, args, detector, path, out_path, results, skipped):
+                continue
+            if len(results) % JSON_EVERY == 0 and len(inputs) > 1:
+                write_json(parser, json_path, results)
+    interrupted = stop.requested
+    if interrupted and results:
+        write_json(parser, json_path, results)
+        logger.warning('interrupted: %d of the %d images are finished and listed in %s (drawings and crops with '
+                       'them); run the same command again to go on with the others', len(results), len(inputs),
+                       json_path)
+        return 130
     if not results:
-        parser.exit(2, 'error: none of the %d input images could be detected on (%s)\n'
-                    % (len(inputs), '; '.join('%s: %s' % s for s in skipped[:3])))
+        parser.exit(130 if interrupted else 2, 'error: %s\n' % ('interrupted before any image was finished'
+                                                               if interrupted else
+                    'none of the %d input images could be detected on (%s)'
+                    % (len(inputs), '; '.join('%s: %s' % s for s in skipped[:3]))))
+    write_json(parser, json_path, results)
+    logger.info('detections saved to %s', json_path)
+    if skipped:
+        logger.warning('%d of %d images skipped: %s', len(skipped), len(inputs), ', '.join(p for p, _ in skipped))
+    return 0
+
+
+JSON_EVERY = 25  # a folder run rewrites its JSON every this many images (and at the end, or on Ctrl-C)
+
+
+def write_json(parser, json_path, results):
     try:
         with atomic_open(json_path, what='detections file') as f:
             json.dump(results, f, indent=1)
     except OSError as err:
         parser.exit(2, 'error: could not write %s: %s\n' % (json_path, err.strerror or err))
-    logger.info('detections saved to %s', json_path)
-    if skipped:
-        logger.warning('%d of %d images skipped: %s', len(skipped), len(inputs), ', '.join(p for p, _ in skipped))
-    return 0
+
+
+def detect_one(parser, args, detector, path, out_path, results, skipped):
+    """Detect, draw and crop one image; its record in `results` (True), or its reason in `skipped` (False)."""
+    try:
+        img = read_image(path)
+        scale = args.scale or single_scale(img.shape)
+        faces, landmarks = detector.detect(img, args.thresh, scales=[scale], do_flip=args.flip)
+    except (ValueError, mx.base.MXNetError) as err:
+        reason = str(err).strip().splitlines()[-1]
+        logger.warning('skipping %s: %s', path, reason)
+        skipped.append((path, reason))
+        return False
+    try:
+        crops = write_crops(detector, img, landmarks, args.crops, os.path.basename(path), args.crop_size)
+        write_image(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
+    except OSError as err:
+        parser.exit(2, 'error: could not write %s: %s\n' % (out_path, err.strerror or err))
+    results[path] = detections_to_json(faces, landmarks, crops)
+    logger.info('%s: %d faces -> %s%s', path, len(faces), out_path,
+                ' (+ %d aligned crops in %s)' % (len(crops), args.crops) if crops else '')
+    return True
 
 
 def load_detector(parser, args):
@@ -240,7 +297,12 @@ def plan_video(parser, args):
         parser.exit(2, 'error: --output %s: a video needs a video file name (%s)\n'
                     % (args.output, ' '.join(sorted(VIDEO_CODECS))))
     outputs = [args.output] + ([args.json] if args.json else [])
+    if args.json and os.path.abspath(args.json) == os.path.abspath(args.output):
+        parser.exit(2, 'error: --json and --output name the same file (%s): the JSON lines go to a file of their '
+                       'own, e.g. %s\n' % (args.output, os.path.splitext(args.output)[0] + '.jsonl'))
     for path in outputs:
+        if os.path.isdir(path):
+            parser.exit(2, 'error: %s is a folder: --output and --json name files\n' % path)
         if os.path.exists(path) and os.path.samefile(path, args.video):
             parser.exit(2, 'error: %s is the input video: it would be replaced\n' % path)
         try:
@@ -270,12 +332,33 @@ def plan_video(parser, args):
     return cap, fps, (first.shape[1], first.shape[0]), frames
 
 
+class _StopRequest:
+    """Ctrl-C between two frames (or images): the work so far is finished and kept, consistently."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._old = signal.signal(signal.SIGINT, self._on)
+        return self
+
+    def _on(self, _signum, _frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._old)
+
+
 def run_video(parser, args):
     cap, fps, size, frames = plan_video(parser, args)
     detector = load_detector(parser, args)
     codec = VIDEO_CODECS[os.path.splitext(args.output)[1].lower()]
     done = faces_total = 0
+    interrupted = False
     t0 = time.time()
+    stop = _StopRequest().__enter__()
     try:
         with atomic_path(args.output, 'video') as tmp_video, \
                 (atomic_open(args.json, what='JSON lines') if args.json else open(os.devnull, 'w')) as lines:
@@ -285,7 +368,7 @@ def run_video(parser, args):
                                                                                                     codec))
             try:
                 bar = tqdm(total=frames, desc='video', unit='frame')
-                while True:
+                while not interrupted:
                     batch = []
                     while len(batch) < args.batch:
                         ok, frame = cap.read()
@@ -306,9 +389,12 @@ def run_video(parser, args):
                         done += 1
                         faces_total += len(faces)
                     bar.update(len(batch))
+                    interrupted = stop.requested
                 bar.close()
             finally:
                 writer.release()
+            if not done:
+                raise ValueError('no frame could be decoded')
     except (ValueError, mx.base.MXNetError) as err:
         parser.exit(2, 'error: %s: frame %d: %s\n' % (args.video, done, str(err).strip().splitlines()[-1]))
     except OSError as err:
@@ -316,9 +402,18 @@ def run_video(parser, args):
                                          or err))
     finally:
         cap.release()
+        stop.__exit__()
     seconds = time.time() - t0
     logger.info('%d frames, %d faces -> %s%s (%.1f frames/s)', done, faces_total, args.output,
                 ' + ' + args.json if args.json else '', done / seconds if seconds else 0.0)
+    if interrupted:
+        logger.warning('interrupted at frame %d%s: the video, its JSON lines and crops hold the first %d frames '
+                       '(rerun with --overwrite to process the whole video)', done, ' of %d' % frames if frames
+                       else '', done)
+        return 130
+    if frames and done < frames:
+        logger.warning('%s: its header says %d frames but only %d could be decoded: the file may be truncated',
+                       args.video, frames, done)
     return 0
 
 
