@@ -478,7 +478,7 @@ def _ended_cleanly(proc, lines, reader, prefix, tiny, children):
     return out
 
 
-@pytest.mark.parametrize('delay', [0.0, 0.13, 0.37, 0.71])
+@pytest.mark.parametrize('delay', [0.0, 0.37])
 def test_ctrl_c_to_the_process_group_ends_between_steps(tiny, tmp_path, delay):
     """SIGINT to the whole process group (what a terminal sends), at several moments of a step: exit 130 within
     seconds, the last complete checkpoint named, no traceback from a custom op or a data worker, no process
