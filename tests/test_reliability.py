@@ -478,28 +478,37 @@ def _ended_cleanly(proc, lines, reader, prefix, tiny, children):
     return out
 
 
-@pytest.mark.parametrize('delay', [0.0, 0.37])
-def test_ctrl_c_to_the_process_group_ends_between_steps(tiny, tmp_path, delay):
-    """SIGINT to the whole process group (what a terminal sends), at several moments of a step: exit 130 within
-    seconds, the last complete checkpoint named, no traceback from a custom op or a data worker, no process
-    left, no lock held. (Before: 3 of 4 tries ended in an MXNetError from the OHEM op's callback.)"""
-    prefix = str(tmp_path / 'm')
+def _strike_after_epoch_2(tiny, prefix, strike, status):
+    """Train (one data worker), and once epoch 2 is saved call strike(trainer pid, its children): the trainer
+    must end with `status` within 20 s, cleanly (see _ended_cleanly). Returns (output, children)."""
     proc, lines, reader = _training(tiny, prefix)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and not any('saved %s-0002.params' % prefix in line for line in lines):
             time.sleep(0.05)
         children = _children(proc.pid)
-        assert children, 'no data worker process'
-        time.sleep(delay)
-        os.killpg(proc.pid, signal.SIGINT)
+        assert len(children) == 1, 'expected one data worker process, found %s' % children
+        strike(proc.pid, children)
         start = time.time()
-        assert proc.wait(timeout=60) == 130
+        assert proc.wait(timeout=60) == status
         assert time.time() - start < 20
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    out = _ended_cleanly(proc, lines, reader, prefix, tiny, children)
+    return _ended_cleanly(proc, lines, reader, prefix, tiny, children), children
+
+
+@pytest.mark.parametrize('delay', [0.0, 0.37])
+def test_ctrl_c_to_the_process_group_ends_between_steps(tiny, tmp_path, delay):
+    """SIGINT to the whole process group (what a terminal sends), at several moments of a step: exit 130 within
+    seconds, the last complete checkpoint named, no traceback from a custom op or a data worker, no process
+    left, no lock held. (Before: 3 of 4 tries ended in an MXNetError from the OHEM op's callback.)"""
+    prefix = str(tmp_path / 'm')
+
+    def ctrl_c(pid, _children):
+        time.sleep(delay)
+        os.killpg(pid, signal.SIGINT)
+    out, _ = _strike_after_epoch_2(tiny, prefix, ctrl_c, 130)
     assert 'interrupted; last complete checkpoint: %s-00' % prefix in out
     assert not [f for f in os.listdir(tmp_path) if '.tmp' in f]
 
@@ -508,21 +517,7 @@ def test_a_killed_data_worker_ends_training_within_seconds(tiny, tmp_path):
     """The out-of-memory killer's SIGKILL on the data worker: training ends at once, naming the worker, the
     signal and the last checkpoint (before: 600 s of silence, a message about a bad image, then a hang)."""
     prefix = str(tmp_path / 'w')
-    proc, lines, reader = _training(tiny, prefix)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and not any('saved %s-0002.params' % prefix in line for line in lines):
-            time.sleep(0.05)
-        children = _children(proc.pid)
-        assert len(children) == 1
-        os.kill(children[0], signal.SIGKILL)
-        start = time.time()
-        assert proc.wait(timeout=60) == 2
-        assert time.time() - start < 20
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    out = _ended_cleanly(proc, lines, reader, prefix, tiny, children)
+    out, children = _strike_after_epoch_2(tiny, prefix, lambda _pid, kids: os.kill(kids[0], signal.SIGKILL), 2)
     assert 'data worker 0 (pid %d) was killed by SIGKILL' % children[0] in out
     assert 'last complete checkpoint: %s-00' % prefix in out and 'image is fixed' not in out
 
