@@ -426,6 +426,16 @@ def test_an_interrupted_video_keeps_its_frames_consistently(tmp_path, mnet25_pre
         n += 1
     assert n == len(records)
     assert sorted(str(crops / c) for c in os.listdir(crops)) == sorted(c for r in records for c in r['crops'])
+    res = subprocess.run([str(a) for a in cmd], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0 and 'resuming after frame %d' % len(records) in res.stderr, res.stderr[-2000:]
+    final = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(final) == 60 and final[:len(records)] == records
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 60
+    assert sorted(str(crops / c) for c in os.listdir(crops)) == sorted(c for r in final for c in r['crops'])
 
 
 def test_video_outputs_and_inputs_that_are_mistakes(tmp_path, mnet25_prefix):

@@ -25,6 +25,7 @@ import time
 
 import cv2
 import mxnet as mx
+import numpy as np
 from tqdm import tqdm
 
 from retinaface import IMAGE_EXTENSIONS, RetinaFace, draw_detections, read_image, single_scale
@@ -310,10 +311,14 @@ def plan_video(parser, args):
         except UnsafeOutputError as err:
             parser.exit(2, 'error: %s\n' % err)
     existing = [p for p in outputs if os.path.exists(p)]
-    existing += existing_crops(args.crops, [os.path.basename(args.video)])
-    if existing and not args.overwrite:
-        parser.exit(2, 'error: %s already exists: pass --overwrite to replace it, or choose another --output\n'
-                    % existing[0])
+    crops = existing_crops(args.crops, [os.path.basename(args.video)])
+    resume = None
+    if (existing or crops) and not args.overwrite:
+        resume = finished_frames(args, crops)
+        if resume is None:
+            parser.exit(2, 'error: %s already exists: pass --overwrite to replace it, or choose another --output (an '
+                           'interrupted run resumes where its --json lines and video agree)\n'
+                        % (existing + crops)[0])
     for path in outputs:
         try:
             check_writable_dir(os.path.dirname(os.path.abspath(path)))
@@ -329,7 +334,43 @@ def plan_video(parser, args):
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and fps > 0 and fps < 1000 else 25.0
     frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    return cap, fps, (first.shape[1], first.shape[0]), frames
+    return cap, fps, (first.shape[1], first.shape[0]), frames, resume or []
+
+
+def finished_frames(args, crops):
+    """The JSON records of the frames an interrupted run of this command finished (frames 0..N-1, each crop it
+    names on disk, every crop of this video among them, its drawn video readable for as many frames), or None
+    where the outputs are not such a run's."""
+    if not (args.json and os.path.isfile(args.json) and os.path.isfile(args.output)):
+        return None
+    records = []
+    try:
+        with open(args.json) as f:
+            for k, line in enumerate(f):
+                rec = json.loads(line)
+                if not (isinstance(rec, dict) and rec.get('frame') == k and isinstance(rec.get('faces'), list)):
+                    return None
+                records.append(rec)
+    except (OSError, ValueError):
+        return None
+    listed = [c for r in records for c in r.get('crops') or []]
+    if sorted(listed) != sorted(crops) or not all(os.path.isfile(c) for c in listed):
+        return None
+    cap = cv2.VideoCapture(args.output)
+    drawn = 0
+    while drawn < len(records) and cap.read()[0]:
+        drawn += 1
+    cap.release()
+    return records if records and drawn == len(records) else None
+
+
+def faces_from_json(record):
+    """(faces (N, 5 or 6), landmarks (N, 5, 2) or None) of one frame's JSON record."""
+    faces = np.array([f['box'] + [f['score']] + ([f['mask']] if 'mask' in f else []) for f in record['faces']],
+                     dtype=np.float32).reshape(len(record['faces']), -1)
+    marks = [f.get('landmarks') for f in record['faces']]
+    landmarks = None if not marks or marks[0] is None else np.array(marks, dtype=np.float32)
+    return faces, landmarks
 
 
 class _StopRequest:
@@ -352,7 +393,7 @@ class _StopRequest:
 
 
 def run_video(parser, args):
-    cap, fps, size, frames = plan_video(parser, args)
+    cap, fps, size, frames, resume = plan_video(parser, args)
     detector = load_detector(parser, args)
     codec = VIDEO_CODECS[os.path.splitext(args.output)[1].lower()]
     done = faces_total = 0
@@ -368,6 +409,18 @@ def run_video(parser, args):
                                                                                                     codec))
             try:
                 bar = tqdm(total=frames, desc='video', unit='frame')
+                for record in resume:  # frames an interrupted run finished: drawn again from its JSON lines
+                    ok, frame = cap.read()
+                    if not ok:
+                        raise ValueError('the video has fewer frames than the earlier run finished')
+                    faces, landmarks = faces_from_json(record)
+                    writer.write(draw_detections(frame, faces, landmarks, args.mask_thresh))
+                    lines.write(json.dumps(record) + '\n')
+                    done += 1
+                    faces_total += len(faces)
+                    bar.update(1)
+                if resume:
+                    logger.info('resuming after frame %d (finished by an earlier run)', done)
                 while not interrupted:
                     batch = []
                     while len(batch) < args.batch:
@@ -407,9 +460,9 @@ def run_video(parser, args):
     logger.info('%d frames, %d faces -> %s%s (%.1f frames/s)', done, faces_total, args.output,
                 ' + ' + args.json if args.json else '', done / seconds if seconds else 0.0)
     if interrupted:
-        logger.warning('interrupted at frame %d%s: the video, its JSON lines and crops hold the first %d frames '
-                       '(rerun with --overwrite to process the whole video)', done, ' of %d' % frames if frames
-                       else '', done)
+        logger.warning('interrupted at frame %d%s: the video, its JSON lines and crops hold the first %d frames; '
+                       'the same command again goes on from there%s', done, ' of %d' % frames if frames else '',
+                       done, '' if args.json else ' (only with --json, which records them: else --overwrite)')
         return 130
     if frames and done < frames:
         logger.warning('%s: its header says %d frames but only %d could be decoded: the file may be truncated',
