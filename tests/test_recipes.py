@@ -451,3 +451,18 @@ def test_video_outputs_and_inputs_that_are_mistakes(tmp_path, mnet25_prefix):
     shutil.copy(shared_path('images', 't1.jpg'), fake)
     res = cli(['--prefix', mnet25_prefix, '--video', fake, '--output', tmp_path / 'f.mp4'])
     assert res.returncode == 2 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+
+
+def test_a_truncated_video_is_warned_about(tmp_path, mnet25_prefix):
+    """An AVI cut in half: its header promises every frame, half can be decoded; the run says so."""
+    video = tmp_path / 'cut.avi'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 6, (240, 136))
+    img = cv2.resize(cv2.imread(shared_path('images', 't1.jpg')), (240, 136))
+    for k in range(30):
+        writer.write(np.roll(img, 4 * k, axis=1))
+    writer.release()
+    data = video.read_bytes()
+    video.write_bytes(data[:len(data) // 2])
+    res = cli(['--prefix', mnet25_prefix, '--video', video, '--output', tmp_path / 'o.avi', '--scale', 1])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert 'its header says 30 frames but only' in res.stderr and 'may be truncated' in res.stderr
