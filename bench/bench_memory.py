@@ -4,8 +4,8 @@
 
 1. ``detect()`` of mnet.25 over ``--sizes`` random image sizes (96 to 1024 px a side), in a fresh process each
    for the detector as it is (anchor planes and MXNet's oneDNN primitive cache bounded) and as it was
-   (both unbounded: the baseline, same run): peak RSS (VmHWM) and RSS after 10%, 50% and all of the sizes (the peak also rises with the largest
-   image met so far).
+   (both unbounded: the baseline, same run): peak RSS (VmHWM) and RSS after 10%, 50% and all of the sizes
+   (the peak also rises with the largest image met so far).
 2. ``test.py --mode 1`` (each image's pyramid of sizes, flip) of mnet.25 on the first ``--eval_images`` real
    val images, in-process: RSS when 50, 150 and all result files exist (0 skips it).
 """

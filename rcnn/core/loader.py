@@ -111,7 +111,7 @@ def _loader_state(roidb, cfg, slots):
                                        cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD, cfg.FACE_LANDMARK)}
 
 
-def _worker_main(conn, roidb, cfg, slots):
+def _worker_main(conn, roidb, cfg, slots, parent):
     """A data worker: batches for the jobs that arrive on `conn`, in order, until None (or the trainer dies:
     PR_SET_PDEATHSIG, so that no orphan keeps the inherited files, the prefix lock among them, open). SIGINT is
     the trainer's to handle: a Ctrl-C at the terminal reaches the whole process group."""
@@ -120,7 +120,7 @@ def _worker_main(conn, roidb, cfg, slots):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the trainer died before the line above
+    if os.getppid() != parent:  # the trainer died before the line above
         os._exit(0)
     cv2.setNumThreads(1)
     for slot in slots:  # this process's page tables do not map the slots yet
@@ -146,8 +146,8 @@ class _Worker:
     def __init__(self, index, roidb, cfg, slots):
         self.index = index
         self.conn, child = mp.Pipe()
-        self.proc = mp.get_context('fork').Process(target=_worker_main, args=(child, roidb, cfg, slots),
-                                                   daemon=True, name='data worker %d' % index)
+        self.proc = mp.get_context('fork').Process(target=_worker_main, name='data worker %d' % index, daemon=True,
+                                                   args=(child, roidb, cfg, slots, os.getpid()))
         self.proc.start()
         child.close()
 
