@@ -66,7 +66,8 @@ def test_train_checkpoints_resume_and_detector_loads(tiny_set, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert 'resuming from %s-0001.params' % prefix in second.stdout
     assert 'Epoch[1]' in second.stdout and 'Epoch[0]' not in second.stdout
-    assert 'lr 0.0001' in second.stdout  # epoch-2 checkpoint reports the LR after both steps (schedule kept)
+    # each checkpoint reports the rate its epoch trained with (--lr_step 1,2: epoch 2 at 0.001; the schedule kept)
+    assert '(epoch 1, lr 0.01)' in first.stdout and '(epoch 2, lr 0.001)' in second.stdout
     assert list_epochs(prefix) == [1, 2]
     det = RetinaFace(prefix, 2, ctx_id=-1)
     faces, landmarks = det.detect(np.zeros((96, 128, 3), np.uint8), threshold=0.0)
