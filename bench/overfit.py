@@ -115,8 +115,8 @@ def main():
             report[preset]['target'] = args.target
             with atomic_open(report_path, what='report') as f:
                 json.dump(report, f, indent=1)
-    plot(report, os.path.join(args.work, 'recall.png'), 'mnet from the ImageNet MobileNet0.25 backbone on %d real '
-         'WIDER train images: recall of its own training faces at scale 1.0' % args.images)
+    plot(report, os.path.join(args.work, 'recall.png'), 'mnet from the ImageNet MobileNet0.25 backbone, %d real WIDER '
+         'train images: its own faces found at scale 1.0' % args.images)
     print(json.dumps({k: {'first_iteration_at_target': v.get('first_iteration_at_target'),
                           'last': v['rows'][-1] if v['rows'] else None} for k, v in report.items()}, indent=1))
 
