@@ -147,8 +147,9 @@ def plan_outputs(parser, args):
         except UnsafeOutputError as err:
             parser.exit(2, 'error: %s\n' % err)
     done = {} if args.overwrite or len(inputs) < 2 else finished_images(json_path, inputs, out_paths)
-    existing = [o for p, o in zip(inputs + [None], out_paths + [json_path]) if os.path.exists(o) and p not in done
-                and (p is not None or not done)]
+    existing = [o for p, o in zip(inputs, out_paths) if p not in done and os.path.exists(o)]
+    if not done and os.path.exists(json_path):  # a resumed run's JSON is its own
+        existing.append(json_path)
     existing += existing_crops(args.crops, [os.path.basename(p) for p in inputs if p not in done])
     if existing and not args.overwrite:
         parser.exit(2, 'error: %s already exist%s (e.g. %s): pass --overwrite to replace them, or choose another '
