@@ -67,8 +67,10 @@ def _guard(read_fd):
         if not chunk:
             break
         buf += chunk
-        *done, buf = buf.split(b'\n')
-        groups += [int(g) for g in done if g.strip()]
+        *lines, buf = buf.split(b'\n')
+        if b'done' in lines:  # the launcher ended the job itself (it stopped every group): nothing to kill
+            os._exit(0)
+        groups += [int(g) for g in lines if g.strip()]
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
@@ -107,8 +109,9 @@ class _Job:
             print('launch: started %s (pid %d)' % (name, proc.pid), file=sys.stderr, flush=True)
 
     def close_guard(self):
-        """Let the watcher go (it kills what may be left in the job's groups) and reap it."""
+        """Dismiss the watcher (after stop(): nothing of the job is left) and reap it."""
         if getattr(self, 'guard_fd', None) is not None:
+            os.write(self.guard_fd, b'done\n')  # stop() has run: a group id reused since must not be killed
             os.close(self.guard_fd)
             self.guard_fd = None
             os.waitpid(self.guard, 0)
