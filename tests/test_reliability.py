@@ -68,7 +68,7 @@ def test_roidb_cache_is_json_and_a_planted_pickle_never_runs(tiny, tmp_path):
     assert not marker.exists()
     cache = root / 'cache' / 'retinaface_train_gt_roidb.json'
     data = json.loads(cache.read_text())  # rebuilt over the crafted file: plain JSON
-    assert data['version'] == 4 and len(data['roidb']) == 6
+    assert data['version'] == 5 and len(data['roidb']) == 6
     ds = RetinaFaceDataset('train', str(root), str(tiny / 'retinaface'))
     again = ds.gt_roidb()
     fresh = RetinaFaceDataset('train', str(tmp_path / 'other'), str(tiny / 'retinaface')).gt_roidb()
