@@ -397,7 +397,8 @@ def test_an_interrupted_folder_run_keeps_its_work_and_resumes(tmp_path, mnet25_p
     assert 'Traceback' not in stderr and 'interrupted:' in stderr
     first = json.loads((out / 'detections.json').read_text())
     assert 0 < len(first) < 12
-    drawn = sorted(p for p in os.listdir(out) if p != 'detections.json')
+    assert (out / 'detections.json.partial').is_file()  # this run's settings: only they resume it
+    drawn = sorted(p for p in os.listdir(out) if not p.startswith('detections.json'))
     assert drawn == sorted(os.path.basename(p) for p in first)
     assert sorted(str(crops / c) for c in os.listdir(crops)) == sorted(f['crop'] for r in first.values() for f in r)
     stamps = {p: os.stat(out / p).st_mtime_ns for p in drawn}
@@ -407,6 +408,9 @@ def test_an_interrupted_folder_run_keeps_its_work_and_resumes(tmp_path, mnet25_p
     final = json.loads((out / 'detections.json').read_text())
     assert len(final) == 12 and all(final[p] == first[p] for p in first)
     assert all(os.stat(out / p).st_mtime_ns == t for p, t in stamps.items())  # not redone
+    assert not (out / 'detections.json.partial').exists()
+    res = subprocess.run([str(a) for a in cmd], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 2 and 'pass --overwrite' in res.stderr  # a completed run is not redone silently
 
 
 def test_an_interrupted_video_keeps_its_frames_consistently(tmp_path, mnet25_prefix):

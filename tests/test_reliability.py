@@ -104,7 +104,8 @@ def test_eval_writers_never_follow_symlinks(tmp_path, victim):
         assert res.returncode == 2 and 'symbolic link' in res.stdout, res.stdout[-2000:]
         (out / name).unlink()
     res = subprocess.run([sys.executable, '-m', 'rcnn.dataset.widerface_eval', '--pred', str(out), '--label',
-                          str(tmp_path / 'retinaface' / 'val' / 'label.txt'), '--output', str(out)],
+                          str(tmp_path / 'retinaface' / 'val' / 'label.txt'), '--output', str(out),
+                          '--overwrite'],  # test.py's own ap.json is there
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0
     os.replace(out / 'ap.json', tmp_path / 'ap.json')

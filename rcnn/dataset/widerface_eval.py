@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from rcnn.fileio import atomic_open, atomic_path
+from rcnn.fileio import UnsafeOutputError, atomic_open, atomic_path, refuse_symlink
 
 __all__ = ['GroundTruth', 'load_mat_gt', 'load_label_gt', 'read_pred_file', 'read_predictions',
            'evaluate', 'voc_ap', 'SETTINGS', 'main']
@@ -457,6 +457,11 @@ def main(argv=None):
     except OSError as err:
         parser.exit(2, 'error: cannot write ap.json and pr_curves.png to --output %s: %s\n' % (out_dir, err.strerror))
     present = [p for p in (os.path.join(out_dir, n) for n in ('ap.json', 'pr_curves.png')) if os.path.lexists(p)]
+    for path in present:
+        try:
+            refuse_symlink(path, 'AP output')
+        except UnsafeOutputError as err:
+            parser.exit(2, 'error: %s\n' % err)
     if present and not args.overwrite:
         parser.exit(2, 'error: %s already exists (written by test.py or an earlier evaluation): --overwrite replaces '
                        'it, or --output names another folder\n' % present[0])

@@ -93,6 +93,32 @@ def parse_args(argv=None):
     return p, args
 
 
+RESUME_KEYS = ('prefix', 'epoch', 'network', 'thresh', 'scale', 'flip', 'nms', 'mask_thresh', 'crops', 'crop_size',
+               'batch')
+
+
+def interrupted_run(json_path, args):
+    """Whether `json_path` belongs to a run of these very settings that Ctrl-C ended (its marker
+    <json>.partial, written on the interruption and removed when a run completes): only then does a rerun go on
+    from it; a completed run's outputs, or another setting's, still need --overwrite."""
+    try:
+        with open(json_path + '.partial') as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return marker == {k: getattr(args, k, None) for k in RESUME_KEYS}
+
+
+def mark_interrupted(json_path, args):
+    with atomic_open(json_path + '.partial', what='interrupted-run marker') as f:
+        json.dump({k: getattr(args, k, None) for k in RESUME_KEYS}, f)
+
+
+def clear_interrupted(json_path):
+    if os.path.lexists(json_path + '.partial') and not os.path.islink(json_path + '.partial'):
+        os.remove(json_path + '.partial')
+
+
 def finished_images(json_path, inputs, out_paths):
     """{input: its JSON record} of the inputs an earlier (interrupted) run of this command finished: listed in
     its JSON, with the drawing and every crop it names on disk."""
@@ -146,7 +172,8 @@ def plan_outputs(parser, args):
             refuse_symlink(path)
         except UnsafeOutputError as err:
             parser.exit(2, 'error: %s\n' % err)
-    done = {} if args.overwrite or len(inputs) < 2 else finished_images(json_path, inputs, out_paths)
+    done = finished_images(json_path, inputs, out_paths) if (
+        not args.overwrite and len(inputs) > 1 and interrupted_run(json_path, args)) else {}
     existing = [o for p, o in zip(inputs, out_paths) if p not in done and os.path.exists(o)]
     if not done and os.path.exists(json_path):  # a resumed run's JSON is its own
         existing.append(json_path)
@@ -231,6 +258,7 @@ def main(argv=None):
     interrupted = stop.requested
     if interrupted and results:
         write_json(parser, json_path, results)
+        mark_interrupted(json_path, args)
         logger.warning('interrupted: %d of the %d images are finished and listed in %s (drawings and crops with '
                        'them); run the same command again to go on with the others', len(results), len(inputs),
                        json_path)
@@ -241,6 +269,7 @@ def main(argv=None):
                     'none of the %d input images could be detected on (%s)'
                     % (len(inputs), '; '.join('%s: %s' % s for s in skipped[:3]))))
     write_json(parser, json_path, results)
+    clear_interrupted(json_path)
     logger.info('detections saved to %s', json_path)
     if skipped:
         logger.warning('%d of %d images skipped: %s', len(skipped), len(inputs), ', '.join(p for p, _ in skipped))
@@ -342,7 +371,8 @@ def finished_frames(args, crops):
     """The JSON records of the frames an interrupted run of this command finished (frames 0..N-1, each crop it
     names on disk, every crop of this video among them, its drawn video readable for as many frames), or None
     where the outputs are not such a run's."""
-    if not (args.json and os.path.isfile(args.json) and os.path.isfile(args.output)):
+    if not (args.json and os.path.isfile(args.json) and os.path.isfile(args.output) and
+            interrupted_run(args.json, args)):
         return None
     records = []
     try:
@@ -460,6 +490,10 @@ def run_video(parser, args):
     seconds = time.time() - t0
     logger.info('%d frames, %d faces -> %s%s (%.1f frames/s)', done, faces_total, args.output,
                 ' + ' + args.json if args.json else '', done / seconds if seconds else 0.0)
+    if args.json and interrupted:
+        mark_interrupted(args.json, args)
+    elif args.json:
+        clear_interrupted(args.json)
     if interrupted:
         logger.warning('interrupted at frame %d%s: the video, its JSON lines and crops hold the first %d frames; '
                        'the same command again goes on from there%s', done, ' of %d' % frames if frames else '',
