@@ -82,8 +82,7 @@ def write_zip(output, records):
     with atomic_path(path, 'submission archive') as tmp:
         with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
             for rec in records:
-                event = os.path.basename(os.path.dirname(rec['path']))
-                name = result_name(os.path.basename(rec['path']))
+                event, name = result_key(rec['path'])
                 wanted.add((event, name))
                 src = os.path.join(output, event, name)
                 if os.path.islink(src) or os.path.islink(os.path.join(output, event)):
@@ -178,6 +177,11 @@ def result_name(image_name):
     return os.path.splitext(image_name)[0] + '.txt'
 
 
+def result_key(label_path):
+    """(event folder, result file name) of a label.txt image path: where the WIDER layout puts its results."""
+    return os.path.basename(os.path.dirname(label_path)), result_name(os.path.basename(label_path))
+
+
 def is_result_file(path, rel_name):
     """Whether an existing file is a result file this tool wrote for that image (first line = the image)."""
     try:
@@ -232,7 +236,7 @@ def run(args):
             raise ValueError('%s:%d: image %s is listed twice (first at line %d)'
                              % (label, rec['line'], rec['path'], seen[rec['path']]))
         seen[rec['path']] = rec['line']
-        key = (os.path.basename(os.path.dirname(rec['path'])), result_name(os.path.basename(rec['path'])))
+        key = result_key(rec['path'])
         if key in results_of:  # the official layout keeps only <event>/<image>: a/ev/x.jpg and b/ev/x.jpg collide
             raise ValueError('%s:%d: image %s would share the result file %s/%s with line %d (%s): the WIDER layout '
                              'keeps only the event folder and the file name' % (label, rec['line'], rec['path'],
@@ -247,10 +251,10 @@ def run(args):
     claim_output(args.output, settings, args.overwrite)
     done = skipped = failed = 0
     for rec in tqdm(mine, desc='WIDER %s mode %d' % (args.image_set, args.mode), unit='img'):
-        event = os.path.basename(os.path.dirname(rec['path']))
+        event, result = result_key(rec['path'])
         name = os.path.basename(rec['path'])
         out_dir = os.path.join(args.output, event)
-        out_path = os.path.join(out_dir, result_name(name))
+        out_path = os.path.join(out_dir, result)
         if os.path.exists(out_path):
             if not is_result_file(out_path, '%s/%s' % (event, name)):
                 raise ValueError('%s exists and is not the result file of %s/%s: not writing over it (choose '
