@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import random
-import signal
 import sys
 import time
 import traceback
@@ -44,6 +43,7 @@ from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
 from rcnn.fileio import atomic_open, check_writable_dir, open_append, refuse_symlink
+from rcnn.interrupt import DeferredInterrupt
 from rcnn.symbol import get_backbone, get_symbol
 from rcnn.symbol.common import label_names
 
@@ -335,37 +335,9 @@ def _param_shapes(taps, data_shape):
     return out
 
 
-class StopBetweenSteps:
-    """Ctrl-C (SIGINT) ends training between two steps, never inside one: raised there, the KeyboardInterrupt
-    landed in the OHEM op's Python callback and MXNet failed the step with a traceback instead. A second
-    Ctrl-C exits at once (status 130; every checkpoint on disk is complete: they are written atomically)."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = None
-
-    def _on_sigint(self, _signum, _frame):
-        if self.requested:
-            os.write(2, b'interrupted again: exiting now\n')
-            os._exit(130)
-        self.requested = True
-        os.write(2, b'interrupt: stopping after this step (Ctrl-C again to stop at once)\n')
-
-    def __enter__(self):
-        self._old = signal.signal(signal.SIGINT, self._on_sigint)
-        return self
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._old)
-
-    def check(self):
-        if self.requested:
-            raise KeyboardInterrupt
-
-
 def fit(mod, loader, metric, begin_epoch, end_epoch, batch_end, epoch_end, interrupt=None):
     """The training loop (Module.fit's, without its re-initialisation): forward/backward, update, metric,
-    callbacks; the next batch is requested while the current one computes. `interrupt` (a StopBetweenSteps)
+    callbacks; the next batch is requested while the current one computes. `interrupt` (a DeferredInterrupt)
     is checked after every step."""
     check = interrupt.check if interrupt is not None else (lambda: None)
     for epoch in range(begin_epoch, end_epoch):
@@ -561,7 +533,8 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
 
     start = time.time()
     try:
-        with StopBetweenSteps() as interrupt:
+        with DeferredInterrupt('interrupt: stopping after this step (Ctrl-C again to stop at once)',
+                               exit_at_once=True) as interrupt:
             fit(mod, loader, metric, begin_epoch, args.end_epoch, batch_end, epoch_end, interrupt)
     except (AnnotationError, DataWorkerError) as err:  # an image that broke after caching; a dead worker
         kept = ('last complete checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]

@@ -19,7 +19,6 @@ import glob
 import json
 import logging
 import os
-import signal
 import sys
 import time
 
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from retinaface import IMAGE_EXTENSIONS, RetinaFace, draw_detections, read_image, single_scale
 from rcnn.core.checkpoint import CheckpointError
+from rcnn.interrupt import DeferredInterrupt
 from rcnn.fileio import (UnsafeOutputError, atomic_open, atomic_path, check_writable_dir, refuse_symlink,
                          write_error)
 
@@ -244,7 +244,7 @@ def main(argv=None):
     check_crops_folder(parser, args.crops, inputs)
     detector = load_detector(parser, args)
     results, skipped = {}, []
-    with _StopRequest() as stop:
+    with DeferredInterrupt() as stop:
         for path, out_path in zip(inputs, out_paths):
             if stop.requested:
                 break
@@ -404,25 +404,6 @@ def faces_from_json(record):
     return faces, landmarks
 
 
-class _StopRequest:
-    """Ctrl-C between two frames (or images): the work so far is finished and kept, consistently."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __enter__(self):
-        self._old = signal.signal(signal.SIGINT, self._on)
-        return self
-
-    def _on(self, _signum, _frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._old)
-
-
 def run_video(parser, args):
     cap, fps, size, frames, resume = plan_video(parser, args)
     detector = load_detector(parser, args)
@@ -430,9 +411,8 @@ def run_video(parser, args):
     done = faces_total = 0
     interrupted = False
     t0 = time.time()
-    stop = _StopRequest().__enter__()
     try:
-        with atomic_path(args.output, 'video') as tmp_video, \
+        with DeferredInterrupt() as stop, atomic_path(args.output, 'video') as tmp_video, \
                 (atomic_open(args.json, what='JSON lines') if args.json else open(os.devnull, 'w')) as lines:
             writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*codec), fps, size)
             if not writer.isOpened():
@@ -486,7 +466,6 @@ def run_video(parser, args):
                                          or err))
     finally:
         cap.release()
-        stop.__exit__()
     seconds = time.time() - t0
     logger.info('%d frames, %d faces -> %s%s (%.1f frames/s)', done, faces_total, args.output,
                 ' + ' + args.json if args.json else '', done / seconds if seconds else 0.0)
