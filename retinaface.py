@@ -11,44 +11,29 @@ Command line (``rcnn/tools/detect.py``): ``python retinaface.py --prefix model/m
 One detector may be shared by several threads: calls run one at a time (a lock around the bound executors).
 """
 import collections
-import ctypes
-import json
 import logging
 import os
 import sys
 import threading
 
-os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')  # no log line per bound input shape
-# before mxnet: `rcnn` loads the CUDA wheels' libraries (rcnn/cuda_wheels.py), and CPU inference runs on the
-# calling thread, where a second core helps (rcnn/cpu_engine.py)
-from rcnn.cpu_engine import prefer_calling_thread_engine  # noqa: E402
-prefer_calling_thread_engine()
-import cv2  # noqa: E402
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite  # noqa: E402
-from rcnn.core.device import check_gpus  # noqa: E402
-from rcnn.dataset.retinaface import check_jpeg_complete  # noqa: E402
-from rcnn.processing.align import similarity_transform, template as align_template  # noqa: E402
-from rcnn.processing.anchors import AnchorCache, anchor_config  # noqa: E402
-from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks  # noqa: E402
-from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout, two_class_softmax  # noqa: E402
-from rcnn.processing.nms import bbox_vote, nms  # noqa: E402
-from rcnn.processing.pose import large_pose  # noqa: E402
-from rcnn.symbol.common import PRESET_ATTR  # noqa: E402
+from rcnn.core.checkpoint import CheckpointError
+from rcnn.core.inference import MAX_BOUND_PIXELS, MAX_BOUND_SHAPES, load_model  # noqa: F401 (documented limits)
+from rcnn.dataset.retinaface import check_jpeg_complete
+from rcnn.processing.align import similarity_transform, template as align_template
+from rcnn.processing.anchors import AnchorCache, anchor_config
+from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
+from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout
+from rcnn.processing.nms import bbox_vote, nms
+from rcnn.processing.pose import large_pose
 
 __all__ = ['RetinaFace', 'read_image', 'draw_detections', 'single_scale']
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 FACE_COLOUR, MASK_COLOUR = (0, 0, 255), (0, 255, 0)  # BGR: red box; green for a masked face (Anti-Cov)
 LANDMARK_COLOURS = [(0, 255, 0), (0, 0, 255), (0, 0, 255), (0, 255, 0), (0, 0, 255)]  # BGR per point
-MAX_BOUND_SHAPES = 8  # executors kept bound at once (one per input shape)
-ONEDNN_CACHE_PER_OP = 64  # oneDNN primitives MXNet keeps per operator kind (one per input shape met)
-# ... and at most this many input pixels (batch x H x W) over all of them: memory grows with the pixels bound
-# (about 140 bytes per pixel for mnet.25), so five scales of a 5334x2767 photo no longer keep ~6 GB alive.
-# The newest executor is always kept; RetinaFace.release() frees them all.
-MAX_BOUND_PIXELS = 16_000_000
 
 
 def read_image(path):
@@ -95,67 +80,6 @@ def as_bgr(img):
     return img.astype(np.float32)
 
 
-def writable_host_view(array):
-    """A numpy view of a float32 CPU NDArray's memory, to write its next value in place (no copy).
-
-    It first waits until the engine has no pending read or write of the array (the previous forward is
-    done), so filling the view cannot race with a computation; the view is valid until the array is next
-    used by the engine.
-    """
-    if array.context.device_type != 'cpu' or array.dtype != np.float32:
-        raise TypeError('writable_host_view needs a float32 CPU array, got %s on %s' % (array.dtype, array.context))
-    mx.base.check_call(mx.base._LIB.MXNDArrayWaitToWrite(array.handle))
-    ptr = ctypes.c_void_p()
-    mx.base.check_call(mx.base._LIB.MXNDArrayGetData(array.handle, ctypes.byref(ptr)))
-    return np.ctypeslib.as_array((ctypes.c_float * array.size).from_address(ptr.value)).reshape(array.shape)
-
-
-def cls_softmax_on_host(sym):
-    """(graph, output indices): the graph with each classification head's softmax cut off where it is the
-    test graphs' ``Reshape(0, 2, -1, 0) -> SoftmaxActivation(mode='channel') -> Reshape`` chain, so that
-    output gives the (B, 2A, H, W) scores ``two_class_softmax`` turns into the same probabilities. Outputs
-    keep their order; other outputs and chains of another shape are left as they are.
-
-    Why: on the CPU, MXNet's channel softmax costs about 0.4 ms of a 12 ms VGA forward, numpy's 0.05 ms.
-    """
-    graph = json.loads(sym.tojson())
-    nodes = graph['nodes']
-    internals = sym.get_internals()
-    available = set(internals.list_outputs())
-
-    def op(node_id, name, **attrs):
-        node = nodes[node_id]
-        have = node.get('attrs', {})
-        if node['op'] != name or any(have.get(k, '').replace(' ', '') != v for k, v in attrs.items()):
-            return None
-        return node['inputs'][0]
-
-    outputs, moved = [], []
-    for i, (node_id, _, _) in enumerate(graph['heads']):
-        source = None
-        soft = op(node_id, 'Reshape')
-        inner = soft and op(soft[0], 'SoftmaxActivation', mode='channel')
-        src = inner and op(inner[0], 'Reshape', shape='(0,2,-1,0)')
-        if src is not None:
-            name = nodes[src[0]]['name']
-            for candidate in (name + '_output', '%s_output%d' % (name, src[1])):
-                if candidate in available:
-                    source = internals[candidate]
-                    break
-        if source is None:
-            outputs.append(sym[i])
-        else:
-            outputs.append(source)
-            moved.append(i)
-    return (mx.sym.Group(outputs) if moved else sym), moved
-
-
-def trained_preset(sym):
-    """The anchor preset a graph records (train.py writes it into the test graph), or None (published models)."""
-    presets = {attrs[PRESET_ATTR] for attrs in sym.attr_dict().values() if PRESET_ATTR in attrs}
-    return presets.pop() if len(presets) == 1 else None
-
-
 def check_detect_args(threshold, scales):
     """(threshold, list of scales) checked: ValueError saying what is wrong."""
     try:
@@ -188,11 +112,13 @@ def single_scale(shape, target_size=1024, max_size=1980):
 
 
 class RetinaFace:
-    """Face detector over a RetinaFace checkpoint (the 9-output test graph; 6 outputs for box-only models,
-    12 for the mask-aware Anti-Cov graph with ``network='net3l'``).
+    """Face detector over a RetinaFace model: an MXNet checkpoint (the 9-output test graph; 6 outputs for
+    box-only models, 12 for the mask-aware Anti-Cov graph with ``network='net3l'``), or its ONNX export
+    (``rcnn.tools.export_onnx``), which runs on ONNX Runtime without MXNet. Both engines share every step
+    after the network (anchors, decoding, NMS or voting, flip, scales).
 
-    :param prefix: checkpoint prefix (``prefix-symbol.json`` + ``prefix-%04d.params``)
-    :param epoch: checkpoint epoch
+    :param prefix: checkpoint prefix (``prefix-symbol.json`` + ``prefix-%04d.params``), or a ``.onnx`` file
+    :param epoch: checkpoint epoch (unused for an ``.onnx`` file)
     :param ctx_id: GPU id, or -1 for the CPU
     :param network: anchor/normalisation preset ('net3' for both published models; see anchors.NETWORK_PRESETS)
     :param nms: IoU threshold of NMS (or of box voting)
@@ -200,22 +126,19 @@ class RetinaFace:
     :param decay4: score multiplier of the stride-4 level (networks with 4+ levels)
     :param vote: box voting instead of NMS (landmarks are then returned as None, as in the original)
     :param max_side: largest network input side (pixels) accepted; larger inputs raise ValueError
+
+    Loading an MXNet model on the CPU build, before MXNet is first imported, selects MXNet's calling-thread
+    engine unless ``MXNET_ENGINE_TYPE`` is set (rcnn/cpu_engine.py: a second core then helps). Importing this
+    module changes nothing in the process and does not import MXNet.
     """
 
-    def __init__(self, prefix, epoch, ctx_id=0, network='net3', nms=0.4, nocrop=False, decay4=0.5, vote=False,
+    def __init__(self, prefix, epoch=0, ctx_id=0, network='net3', nms=0.4, nocrop=False, decay4=0.5, vote=False,
                  max_side=8192):
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError('epoch must be a non-negative int (the NNNN of prefix-NNNN.params), got %r' % (epoch,))
         preset = anchor_config(network)
         self.network = network
         self.ctx_id = int(ctx_id)
-        if self.ctx_id >= 0:
-            check_gpus([self.ctx_id], 'ctx_id=%d (--gpu %d)' % (self.ctx_id, self.ctx_id))
-        self.ctx = mx.gpu(self.ctx_id) if self.ctx_id >= 0 else mx.cpu()
-        # MXNet keeps a oneDNN primitive per operator and input shape, unbounded by default: images of many
-        # sizes grew the process by ~200 MB per 1,000 sizes (bench/bench_memory.py). Bounded where the user has
-        # not chosen (read by MXNet at the first forward pass).
-        os.environ.setdefault('MXNET_MKLDNN_CACHE_NUM', str(ONEDNN_CACHE_PER_OP))
         if not (np.isfinite(nms) and nms <= 1.0):
             raise ValueError('nms must be an IoU threshold in (0, 1] (or <= 0 for the raw candidates), got %r' % nms)
         self.nms_threshold = nms
@@ -231,43 +154,37 @@ class RetinaFace:
         self.pixel_stds = np.array(preset['pixel_stds'], dtype=np.float32)
         self.pixel_scale = 1.0
         self._normalise = not (np.all(self.pixel_means == 0) and np.all(self.pixel_stds == 1))
-
         self.landmark_std = preset['landmark_std']
-        self.sym, args, auxs = load_checkpoint(prefix, epoch)
-        self.params_path = '%s-%04d.params' % (prefix, epoch)
-        trained = trained_preset(self.sym)
-        if trained is not None and trained != network:
-            raise CheckpointError('%s-symbol.json was trained with the anchor preset %r, not network=%r: load it with '
+
+        self.model = load_model(prefix, epoch, self.ctx_id)
+        self.params_path = self.model.params_path
+        source = self.model.source
+        if self.model.preset is not None and self.model.preset != network:
+            trained = self.model.preset
+            raise CheckpointError('%s was trained with the anchor preset %r, not network=%r: load it with '
                                   "network='%s' (test.py / retinaface.py: --network %s)"
-                                  % (prefix, trained, network, trained, trained))
+                                  % (source, trained, network, trained, trained))
         try:
-            self._heads = head_layout(self.sym.list_outputs(), self._feat_stride_fpn, network,
-                                      '%s-symbol.json' % prefix)
+            self._heads = head_layout(self.model.output_names, self._feat_stride_fpn, network, source)
         except HeadLayoutError as err:
             raise CheckpointError(str(err)) from None
         first = self._heads[self._feat_stride_fpn[0]]
         self.use_landmarks = first['landmark'] is not None
         self.use_mask = first['type'] is not None  # Anti-Cov: faces get a sixth column, the mask score
-        probe = (1, 3, 640, 640)
-        try:
-            out_shapes = check_params_fit(self.sym, args, auxs, self.params_path, probe)
-        except mx.base.MXNetError as err:
-            raise CheckpointError('symbol %s-symbol.json cannot run on a %s input: %s'
-                                  % (prefix, probe, str(err).strip().splitlines()[-1])) from None
-        self._check_anchor_count(prefix, out_shapes)
-        bad = non_finite(args, auxs)
-        if bad:
-            raise CheckpointError('params file %s holds NaN/inf in %d tensors (%s): the training that wrote it '
-                                  'diverged; use an earlier epoch' % (self.params_path, len(bad), ', '.join(bad[:4])))
-        # on the CPU the face probabilities are computed from the scores in numpy (cls_softmax_on_host)
-        self._bind_sym, self._host_softmax = (cls_softmax_on_host(self.sym) if self.ctx.device_type == 'cpu'
-                                              else (self.sym, []))
-        self._args = {k: v.as_in_context(self.ctx) for k, v in args.items()}
-        self._auxs = {k: v.as_in_context(self.ctx) for k, v in auxs.items()}
-        self._executors = collections.OrderedDict()
+        self._check_anchor_count(source, self.model.probe_shapes)
         self._lock = threading.RLock()  # one call at a time: the bound executors and their inputs are shared
 
-    def _check_anchor_count(self, prefix, out_shapes):
+    @property
+    def sym(self):
+        """The MXNet graph (None for an ONNX model)."""
+        return self.model.sym
+
+    @property
+    def errors(self):
+        """Exception types a forward pass of this engine raises besides ValueError (MXNet's MXNetError)."""
+        return self.model.errors
+
+    def _check_anchor_count(self, source, out_shapes):
         """Each head's channels must be (2, 4, 10, 3) x the preset's anchors per cell."""
         per_anchor = {'cls': 2, 'bbox': 4, 'landmark': 10, 'type': 3}
         for s, heads in self._heads.items():
@@ -276,34 +193,15 @@ class RetinaFace:
                     continue
                 channels, want = out_shapes[idx][1], per_anchor[kind] * self._num_anchors[s]
                 if channels != want:
-                    raise CheckpointError('%s-symbol.json: output %s has %d channels, network=%r expects %d (%d '
+                    raise CheckpointError('%s: output %s has %d channels, network=%r expects %d (%d '
                                           'anchors per cell); use the preset the model was trained with'
-                                          % (prefix, self.sym.list_outputs()[idx], channels, self.network, want,
+                                          % (source, self.model.output_names[idx], channels, self.network, want,
                                              self._num_anchors[s]))
-
-    # ---------------------------------------------------------------------------------------------
-    def _executor(self, shape):
-        """(executor, host input buffer) bound for this input shape, reused across calls (LRU)."""
-        entry = self._executors.get(shape)
-        if entry is not None:
-            self._executors.move_to_end(shape)
-            return entry
-        args = {k: v for k, v in self._args.items() if k in self._bind_sym.list_arguments()}
-        args['data'] = mx.nd.zeros(shape, ctx=self.ctx)
-        # on the CPU the input is converted straight into the bound array (no copy); on a GPU through a
-        # reused host buffer (no page faults per call)
-        entry = (self._bind_sym.bind(self.ctx, args, grad_req='null', aux_states=self._auxs),
-                 None if self.ctx.device_type == 'cpu' else np.empty(shape, dtype=np.float32))
-        self._executors[shape] = entry
-        while len(self._executors) > 1 and (len(self._executors) > MAX_BOUND_SHAPES or sum(
-                np.prod(k[:1] + k[2:]) for k in self._executors) > MAX_BOUND_PIXELS):
-            self._executors.popitem(last=False)
-        return entry
 
     def release(self):
         """Free every bound executor (their memory); the next call binds again."""
         with self._lock:
-            self._executors.clear()
+            self.model.release()
 
     def _to_tensor(self, imgs, out=None):
         """(B, H, W, 3) BGR -> (B, 3, H, W) float32 RGB, normalised by the preset (written into `out`)."""
@@ -320,29 +218,15 @@ class RetinaFace:
         return out
 
     def forward(self, tensor):
-        """Raw network outputs (list of numpy arrays, graph order) for a (B, 3, H, W) tensor."""
+        """Raw network outputs (list of numpy arrays, graph order; face probabilities for the classification
+        heads) for a (B, 3, H, W) normalised tensor."""
+        tensor = np.asarray(tensor, dtype=np.float32)
         with self._lock:
-            exe, _ = self._executor(tuple(tensor.shape))
-            exe.arg_dict['data'][:] = tensor
-            exe.forward(is_train=False)
-            return self._outputs(exe)
+            return self.model.run(tensor.shape, lambda out: np.copyto(out, tensor))
 
     def _forward_images(self, imgs):
-        """Raw outputs for same-size (H, W, 3) images, converted straight into the bound input."""
-        exe, buf = self._executor((len(imgs), 3) + imgs[0].shape[:2])
-        if buf is None:
-            self._to_tensor(imgs, out=writable_host_view(exe.arg_dict['data']))
-        else:
-            exe.arg_dict['data'][:] = self._to_tensor(imgs, out=buf)
-        exe.forward(is_train=False)
-        return self._outputs(exe)
-
-    def _outputs(self, exe):
-        """The graph's outputs as numpy arrays (classification scores turned into probabilities here)."""
-        outputs = [o.asnumpy() for o in exe.outputs]
-        for i in self._host_softmax:
-            outputs[i] = two_class_softmax(outputs[i])
-        return outputs
+        """Raw outputs for same-size (H, W, 3) images, converted straight into the engine's input."""
+        return self.model.run((len(imgs), 3) + imgs[0].shape[:2], lambda out: self._to_tensor(imgs, out=out))
 
     def _prepare(self, img, scale, flip):
         """Resized (, mirrored, padded) network input and its size before padding."""

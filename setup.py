@@ -1,4 +1,9 @@
-"""Builds the Cython kernels in rcnn/cython (``python setup.py build_ext --inplace``, run by ``make``).
+"""The package, and the Cython kernels in rcnn/cython.
+
+    pip install .              # the package from a clone (kernels built by the install), with the console commands
+    pip install ".[onnx]"      # + ONNX Runtime: the detector, the CLI and the evaluation without MXNet
+    pip install ".[train]"     # + what training and the PR plots need (MXNet itself: README "Install")
+    python setup.py build_ext --inplace   # the kernels in the checkout (what ``make`` runs)
 
 bbox, anchors and cpu_nms always; gpu_nms (+ nms_kernel.cu) only when CUDA is found through
 $CUDAHOME / $CUDA_HOME or an ``nvcc`` on PATH. Set RETINAFACE_NO_CUDA=1 to skip it on purpose.
@@ -11,7 +16,7 @@ import sys
 
 import numpy as np
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 # Architectures we want in the fat binary; intersected with what the installed nvcc can target
@@ -91,12 +96,34 @@ else:
     print('setup.py: no CUDA toolkit found (CUDAHOME/CUDA_HOME or nvcc on PATH): '
           'skipping gpu_nms; NMS runs on the CPU.', file=sys.stderr)
 
+COMMANDS = [
+    'retinaface = rcnn.tools.detect:main',            # python retinaface.py
+    'retinaface-test = rcnn.tools.evaluate:main',     # python test.py
+    'retinaface-train = rcnn.tools.train:cli',        # python train.py
+    'retinaface-export-onnx = rcnn.tools.export_onnx:main',
+    'retinaface-quantize = rcnn.tools.quantize:main',
+    'retinaface-eval = rcnn.dataset.widerface_eval:main',
+    'retinaface-convert-wider = rcnn.dataset.convert_wider:main',
+    'retinaface-check-data = rcnn.dataset.check:main',
+]
+
 setup(
     name='retinaface-mxnet',
-    version='1.0.0',
-    description='RetinaFace single-stage face detector (boxes + 5 landmarks) for MXNet',
-    python_requires='>=3.9',
-    packages=['rcnn', 'rcnn.cython', 'rcnn.processing', 'rcnn.symbol', 'rcnn.io', 'rcnn.core', 'rcnn.dataset'],
+    version='1.1.0',
+    description='RetinaFace single-stage face detector (boxes + 5 landmarks) for MXNet, and on ONNX Runtime',
+    python_requires='>=3.10',
+    packages=find_packages(include=['rcnn', 'rcnn.*']),
+    py_modules=['retinaface'],
+    package_data={'rcnn.cython': ['*.pyx', '*.pxd', '*.cu', '*.hpp', '*.h']},
+    install_requires=['numpy>=1.23', 'opencv-python-headless>=4.8', 'scipy>=1.10', 'tqdm>=4.60', 'easydict>=1.10'],
+    extras_require={
+        'onnx': ['onnxruntime>=1.17'],
+        # MXNet is not listed: its metadata asks numpy < 2; install it with --no-deps (README "Install")
+        'train': ['matplotlib>=3.7', 'requests', 'graphviz<0.9', 'setuptools'],
+        'export': ['onnx>=1.14,<1.19'],
+        'test': ['pytest>=7'],
+    },
+    entry_points={'console_scripts': COMMANDS},
     ext_modules=cythonize(extensions, compiler_directives={'language_level': 3}, quiet=True),
     cmdclass={'build_ext': BuildExt},
     zip_safe=False,

@@ -6,7 +6,7 @@ Same image (t1 at VGA 640x480 and at full size 1280x886), same threshold (0.5), 
 - ours: ``RetinaFace.detect(img)`` from the BGR image (tensor conversion, forward, decode, NMS), fp32 and the
   INT8 model of ``rcnn.tools.quantize`` (made once under out/bench/ from ../shared's train images);
 - onnxruntime: the same checkpoint exported by ``rcnn.tools.export_onnx``, end to end from the input tensor
-  (forward + plain numpy decode + NMS, bench/ort_runner.py) in .venv-ort (``make bench-venv``).
+  (forward + plain numpy decode + NMS, bench/ort_runner.py) in a process of its own.
 Each cell is a fresh process per engine, engines alternating, --rounds times; the table gives the best of
 the per-round medians (the machine is shared: the least disturbed round of each engine), and, paired by
 round (ours, then onnxruntime right after), the median of the per-round ratios and in how many rounds ours
@@ -14,6 +14,7 @@ was ahead. Also: fp32 detect() / raw forward at VGA (goal <= 1.10), and detect_b
 8 detect() calls.
 """
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -27,7 +28,7 @@ sys.path.insert(0, ROOT)
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
 DEFAULT_PREFIX = os.path.join(SHARED, 'models', 'mnet.25')
 DEFAULT_IMAGE = os.path.join(SHARED, 'images', 't1.jpg')
-ORT_PYTHON = os.path.join(ROOT, '.venv-ort', 'bin', 'python')
+ORT_PYTHON = sys.executable  # onnxruntime shares the environment (requirements-base.txt)
 WORK = os.path.join(ROOT, 'out', 'bench')
 
 
@@ -115,8 +116,8 @@ def prepare(args):
     inputs = os.path.join(WORK, 'inputs.npz')
     np.savez(inputs, **{label: det._to_tensor([img]) for label, img in images(args.image).items()})
     onnx_path = os.path.join(WORK, os.path.basename(args.prefix) + '.onnx')
-    if not os.path.exists(ORT_PYTHON):
-        notes.append('onnxruntime: skipped (no %s; run `make bench-venv`)' % ORT_PYTHON)
+    if importlib.util.find_spec('onnxruntime') is None:
+        notes.append('onnxruntime: skipped (not installed: pip install -r requirements.txt)')
         return models, None, inputs, notes
     try:
         from rcnn.tools.export_onnx import export

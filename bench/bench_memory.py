@@ -67,7 +67,7 @@ def rss_mb():
 def eval_peaks(model, shared, images):
     """RSS of test.py --mode 1 run in this process when 50, 150 and `images` result files exist."""
     sys.path.insert(0, ROOT)
-    import test as evaluate
+    from rcnn.tools import evaluate
     out = tempfile.mkdtemp(prefix='bench_memory_')
     marks, seen, done = [m for m in (50, 150, images) if m <= images], {}, threading.Event()
 

@@ -50,7 +50,7 @@ ARGS = parse_args()
 os.environ['OMP_NUM_THREADS'] = str(ARGS.threads)  # before mxnet is imported
 if ARGS.profile:
     os.environ['MXNET_EXEC_BULK_EXEC_TRAIN'] = '0'  # one profiler row per operator, not per bulk segment
-import mxnet as mx  # noqa: E402
+from rcnn.compat import mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, ROOT)

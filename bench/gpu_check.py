@@ -90,7 +90,8 @@ def check_mxnet():
         except OSError:
             missing.append(lib)
     try:
-        import mxnet as mx
+        from rcnn.compat import import_mxnet
+        mx = import_mxnet()
     except Exception as err:
         row('mxnet CUDA build', 'FAIL', 'import mxnet failed: %s: %s; CUDA 11.2 libraries not loadable here: %s'
             % (type(err).__name__, str(err).strip().splitlines()[-1][:200], ', '.join(missing) or 'none'))

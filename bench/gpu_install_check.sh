@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # What of the one-command GPU install can be checked on a machine without a GPU or NVIDIA driver:
-#   bash bench/gpu_install_check.sh [VENV]        (default VENV: /tmp/retinaface-gpu-venv; ~3.7 GB)
-# 1. `pip install -r requirements-gpu.txt` into a fresh venv;
+#   bash bench/gpu_install_check.sh [cu112|cu117] [VENV]   (default cu112, VENV /tmp/retinaface-gpu-<build>; ~3.7 GB)
+# 1. `pip install -r requirements-gpu.txt` (cu117: requirements-gpu-cu117.txt), then `pip install --no-deps
+#    mxnet-<build>==1.9.1`, into a fresh venv;
 # 2. `ldd libmxnet.so` with the wheels' folders: every CUDA 11 library resolves through them (only the driver's
 #    libcuda.so.1 is left, which the NVIDIA driver provides);
-# 3. without a driver, `import retinaface` stops with the loader's message naming libcuda.so.1;
+# 3. without a driver, importing MXNet (what loading an MXNet model does) stops with the loader's message naming
+#    libcuda.so.1;
 # 4. with a stand-in driver (a stub libcuda.so.1 whose every call answers CUDA_ERROR_NO_DEVICE, built here from the
 #    cu* symbols libmxnet.so imports; it only imitates "driver installed, no GPU"), `import mxnet` works through
 #    the loader alone, and RetinaFace(ctx_id=0) fails with the detector's clear no-GPU message.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-VENV=${1:-/tmp/retinaface-gpu-venv}
+BUILD=${1:-cu112}
+case "$BUILD" in
+    cu112) REQS=requirements-gpu.txt ;;
+    cu117) REQS=requirements-gpu-cu117.txt ;;
+    *) echo "error: build must be cu112 or cu117, got $BUILD"; exit 2 ;;
+esac
+VENV=${2:-/tmp/retinaface-gpu-$BUILD}
 PY=$VENV/bin/python
 if [ ! -x "$PY" ]; then python3 -m venv "$VENV"; fi
-"$PY" -m pip install -q -r "$ROOT/requirements-gpu.txt" 2>&1 | grep -v "^WARNING: Location" || true
+"$PY" -m pip install -q -r "$ROOT/$REQS" 2>&1 | grep -v "^WARNING: Location" || true
+"$PY" -m pip install -q --no-deps "mxnet-$BUILD==1.9.1" 2>&1 | grep -v "^WARNING: Location" || true
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 LIB=$SITE/mxnet/libmxnet.so
 cd "$ROOT"
@@ -28,8 +37,9 @@ UNRESOLVED=$(LD_LIBRARY_PATH=$DIRS ldd "$LIB" | grep "not found" | awk '{print $
 echo "   not found: ${UNRESOLVED:-none}"
 if [ "$UNRESOLVED" != "libcuda.so.1 " ]; then echo "FAIL: expected only the driver's libcuda.so.1 to be missing"; exit 1; fi
 
-echo "== 3. no NVIDIA driver: import retinaface"
-if "$PY" -c "import retinaface" 2> /tmp/gpu_check_import.err; then echo "FAIL: imported without a driver"; exit 1; fi
+echo "== 3. no NVIDIA driver: import mxnet through rcnn.compat"
+if "$PY" -c "import retinaface; from rcnn.compat import import_mxnet; import_mxnet()" 2> /tmp/gpu_check_import.err; then
+    echo "FAIL: imported without a driver"; exit 1; fi
 tail -1 /tmp/gpu_check_import.err | sed 's/^/   /'
 grep -q "libcuda.so.1" /tmp/gpu_check_import.err
 
@@ -45,8 +55,9 @@ STUB=$(mktemp -d)
 gcc -shared -fPIC -o "$STUB/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$STUB/cuda_stub.c"
 LD_LIBRARY_PATH=$STUB "$PY" - <<'EOF'
 import rcnn.cuda_wheels as cw
-import retinaface  # imports rcnn (the loader) and then mxnet
-import mxnet as mx
+import retinaface
+from rcnn.compat import import_mxnet
+mx = import_mxnet()  # restores numpy's names, loads the CUDA wheels' libraries, then imports mxnet
 print('   import mxnet: ok, version %s, CUDA build: %s, libraries preloaded: %d'
       % (mx.__version__, mx.runtime.Features().is_enabled('CUDA'), len(cw._loaded)))
 try:
@@ -57,4 +68,4 @@ else:
     raise SystemExit('FAIL: RetinaFace(ctx_id=0) did not refuse')
 EOF
 rm -rf "$STUB"
-echo "gpu install check: OK"
+echo "gpu install check ($BUILD): OK"

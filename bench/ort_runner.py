@@ -1,11 +1,11 @@
 """The onnxruntime side of the side-by-side benchmark and of the ONNX round-trip test.
 
-Runs in its own environment (.venv-ort: onnxruntime needs numpy >= 1.24, MXNet 1.9.1 needs numpy < 1.24), so it
-imports nothing from this repository: the decode and NMS below are a plain numpy version of the RetinaFace
-post-processing a deployer would write (net3 anchors: strides 32/16/8, 2 anchors per cell).
+Runs in a process of its own and imports nothing from this repository: the decode and NMS below are a plain
+numpy version of the RetinaFace post-processing a deployer would write (net3 anchors: strides 32/16/8, 2
+anchors per cell), an independent check of the export.
 
-    .venv-ort/bin/python bench/ort_runner.py --onnx m.onnx --inputs in.npz --threads 1 --runs 30 --out res.json
-    .venv-ort/bin/python bench/ort_runner.py --onnx m.onnx --inputs in.npz --dump raw.npz
+    .venv/bin/python bench/ort_runner.py --onnx m.onnx --inputs in.npz --threads 1 --runs 30 --out res.json
+    .venv/bin/python bench/ort_runner.py --onnx m.onnx --inputs in.npz --dump raw.npz
 
 --inputs: an .npz of float32 tensors (1, 3, H, W) (already normalised, as the detector feeds MXNet). Timing:
 the median over --runs of onnxruntime's forward and of forward + decode + NMS (end to end from the tensor).

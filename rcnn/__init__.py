@@ -1,8 +1,5 @@
 """RetinaFace for MXNet: config, symbols, data, training and evaluation.
 
-Importing ``rcnn`` first (before ``mxnet``) lets the CUDA build of MXNet find the CUDA 11 libraries of the
-``nvidia-*-cu11`` wheels (requirements-gpu.txt); see rcnn/cuda_wheels.py.
+Importing ``rcnn`` changes nothing in the process. MXNet is imported at its first use through
+``rcnn.compat.mx`` (which first restores the numpy names MXNet 1.9.1 reads and loads the CUDA wheels' libraries).
 """
-from rcnn.cuda_wheels import preload as _preload_cuda_wheels
-
-_preload_cuda_wheels()

@@ -9,7 +9,7 @@ from rcnn.dataset.retinaface import flip_roidb, xywh_to_boxes
 from rcnn.io.rpn import AnchorAssigner
 from rcnn.processing.bbox_transform import bbox_overlaps, flip_boxes, nonlinear_transform
 from rcnn.processing.decode import decode_level
-from test import write_submission
+from rcnn.tools.evaluate import write_submission
 
 SIZE = 640  # the training crop
 

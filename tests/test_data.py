@@ -163,7 +163,7 @@ def test_lr_per_batch_through_mxnet_sgd_is_the_original_schedule(begin_epoch):
     weight falls by exactly the rate), 3 batches per epoch, --lr_step 2,3: the original's batch callback
     changed the rate when its batch counter reached 2 x 3 = 6, so batch 6, the first of epoch 3, is the first
     at 0.1 x (written out by hand, not computed by the scheduler)."""
-    import mxnet as mx
+    from rcnn.compat import mx
     by_hand = [1.0] * 6 + [0.1] * 3 + [0.01] * 3  # batches 0..11
     sched = RetinaFaceScheduler(1.0, [2, 3], iters_per_epoch=3)
     opt = mx.optimizer.SGD(learning_rate=1.0, momentum=0.0, wd=0.0, lr_scheduler=sched,

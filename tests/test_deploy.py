@@ -11,7 +11,7 @@ from conftest import ROOT, shared_path
 DETECT = """
 import json, os, sys
 sys.path.insert(0, %r)
-import cv2, retinaface, mxnet as mx
+import cv2, retinaface
 det = retinaface.RetinaFace(%r, 0, ctx_id=-1)
 img = cv2.imread(%r)
 runs = [det.detect(im, 0.5) for im in (img, img[:, ::-1], img)]  # one bound input, refilled in place
@@ -45,7 +45,7 @@ def test_cpu_inference_runs_on_the_calling_thread_with_identical_results(mnet25_
 
 
 def test_engine_is_left_alone_once_mxnet_is_imported():
-    code = ('import os, sys; sys.path.insert(0, %r); import mxnet; from rcnn.cpu_engine import '
+    code = ('import os, sys; sys.path.insert(0, %r); from rcnn.compat import import_mxnet; import_mxnet(); from rcnn.cpu_engine import '
             'prefer_calling_thread_engine as p; print(p())' % ROOT)
     env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, check=True)

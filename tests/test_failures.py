@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import cv2
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 import pytest
 

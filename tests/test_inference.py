@@ -9,36 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_path
+from conftest import ROOT, reference_input as _setting_input, assert_matches_reference as _assert_matches, shared_path
 from rcnn.core.checkpoint import CheckpointError
 from retinaface import RetinaFace, single_scale
-
-SCORE_MARGIN = 0.005  # a face this close to the threshold may legitimately flip in or out
-
 
 @pytest.fixture(scope='module')
 def detector(mnet25_prefix):
     return RetinaFace(mnet25_prefix, 0, ctx_id=-1, network='net3')
-
-
-def _setting_input(img, key):
-    if key == 'a_testpy':
-        return img, [single_scale(img.shape)]
-    return cv2.resize(img, (640, 480), interpolation=cv2.INTER_LINEAR), [1.0]
-
-
-def _assert_matches(faces, landmarks, ref_dets, threshold):
-    ref_boxes = np.array([d['box'] for d in ref_dets]).reshape(-1, 4)
-    ref_scores = np.array([d['score'] for d in ref_dets])
-    ref_lm = np.array([d['landmarks'] for d in ref_dets]).reshape(-1, 5, 2)
-    near = lambda s: np.abs(s - threshold) < SCORE_MARGIN  # noqa: E731
-    faces, landmarks = faces[~near(faces[:, 4])], landmarks[~near(faces[:, 4])]
-    keep = ~near(ref_scores)
-    ref_boxes, ref_scores, ref_lm = ref_boxes[keep], ref_scores[keep], ref_lm[keep]
-    assert len(faces) == len(ref_scores)
-    np.testing.assert_allclose(faces[:, :4], ref_boxes, atol=0.01)
-    np.testing.assert_allclose(faces[:, 4], ref_scores, atol=1e-4)
-    np.testing.assert_allclose(landmarks, ref_lm, atol=0.01)
 
 
 @pytest.mark.parametrize('image', ['t1.jpg', 't4.jpg'])
@@ -131,9 +108,9 @@ def test_batch_equals_one_by_one(detector):
 def test_executor_reused_per_shape(detector):
     img = np.full((200, 300, 3), 128, np.uint8)
     detector.detect(img)
-    exe = detector._executors[(1, 3, 200, 300)][0]
+    exe = detector.model._executors[(1, 3, 200, 300)][0]
     detector.detect(img)
-    assert detector._executors[(1, 3, 200, 300)][0] is exe
+    assert detector.model._executors[(1, 3, 200, 300)][0] is exe
 
 
 def test_no_faces_gives_empty_arrays(detector):
@@ -250,15 +227,15 @@ def test_two_class_softmax_by_hand():
 def test_host_softmax_equals_the_graphs(model, network):
     """On the CPU the detector binds the graph without its classification softmax and computes the
     probabilities in numpy: every output equals the full graph's on a real photo."""
-    import mxnet as mx
+    from rcnn.compat import mx
     prefix = shared_path('models', model + '-0000.params')[:-len('-0000.params')]
     det = RetinaFace(prefix, 0, ctx_id=-1, network=network)
     cls = [i for i, n in enumerate(det.sym.list_outputs()) if 'cls_prob' in n]
-    assert det._host_softmax == cls and len(cls) == 3
+    assert det.model._host_softmax == cls and len(cls) == 3
     tensor = det._to_tensor([cv2.resize(cv2.imread(shared_path('images', 't1.jpg')), (640, 480))])
-    args = dict(det._args, data=mx.nd.array(tensor))
+    args = dict(det.model._args, data=mx.nd.array(tensor))
     exe = det.sym.bind(mx.cpu(), {k: v for k, v in args.items() if k in det.sym.list_arguments()},
-                       grad_req='null', aux_states=det._auxs)
+                       grad_req='null', aux_states=det.model._auxs)
     graph = [o.asnumpy() for o in exe.forward(is_train=False)]
     ours = det.forward(tensor)
     for i, (a, b) in enumerate(zip(ours, graph)):

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import warnings
 
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 import pytest
 
@@ -171,7 +171,7 @@ def one_process_reference(root, start, workers, contexts, batch_images, steps, l
     from rcnn.core.freeze import STEM_PARAMS, freeze_plan
     from rcnn.core.schedule import RetinaFaceScheduler
     from rcnn.dataset.retinaface import flip_roidb
-    from train import shard
+    from rcnn.tools.train import shard
     cfg = get_config('mnet', IMAGE_SIZE=SIZE, TRAIN__BATCH_IMAGES=batch_images, DCN_PORTABLE=True)
     roidb = RetinaFaceDataset('train', str(root), str(root / 'retinaface')).gt_roidb()
     roidb = roidb + flip_roidb(roidb)

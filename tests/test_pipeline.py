@@ -190,7 +190,8 @@ def test_same_seed_same_samples_across_runs(roidb):
 LATE_READ = r'''
 import sys
 sys.path.insert(0, sys.argv[1])
-import mxnet as mx, numpy as np
+from rcnn.compat import mx
+import numpy as np
 from rcnn.config import get_config
 from rcnn.core import loader as L
 from rcnn.dataset.retinaface import RetinaFaceDataset, flip_roidb

@@ -351,10 +351,10 @@ def test_small_fixes_of_the_probe(tmp_path, mnet25_prefix):
     img = cv2.imread(shared_path('images', 't1.jpg'))
     for s in (0.5, 0.75, 1.0, 1.25, 1.5):
         det.detect(img, 0.5, scales=[s])
-    bound = sum(np.prod(k[:1] + k[2:]) for k in det._executors)
-    assert len(det._executors) <= 8 and bound <= 16_000_000
+    bound = sum(np.prod(k[:1] + k[2:]) for k in det.model._executors)
+    assert len(det.model._executors) <= 8 and bound <= 16_000_000
     det.release()
-    assert not det._executors
+    assert not det.model._executors
     assert len(det.detect(img, 0.5)[0]) > 0  # binds again after release
 
 

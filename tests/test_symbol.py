@@ -1,6 +1,6 @@
 """Graphs: the published checkpoints load into ours unchanged and give the same outputs."""
 import cv2
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 import pytest
 

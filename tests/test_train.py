@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import cv2
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 import pytest
 
@@ -264,7 +264,7 @@ def test_landmark_metric_ignores_batches_without_landmark_targets():
 
 
 def test_shards_are_equal():
-    from train import shard
+    from rcnn.tools.train import shard
     roidb = list(range(801))
     parts = [shard(roidb, r, 3) for r in range(3)]
     assert [len(p) for p in parts] == [267, 267, 267] and not set(parts[0]) & set(parts[1])

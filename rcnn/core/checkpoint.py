@@ -6,7 +6,7 @@ import os
 import re
 import zipfile
 
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 
 from rcnn.fileio import atomic_path, open_lock, write_error

@@ -1,5 +1,5 @@
 """Device selection with one clear message when a GPU is asked of a CPU build (or of a machine without it)."""
-import mxnet as mx
+from rcnn.compat import mx
 
 __all__ = ['DeviceError', 'check_gpus']
 

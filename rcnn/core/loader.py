@@ -21,7 +21,7 @@ import os
 import signal
 
 import cv2
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 
 from rcnn.io.image import get_crop_image

@@ -4,7 +4,7 @@ Names printed per stride s (strides 32, 16, 8), as in the published training log
 RPNAcc_s{s}, RPNAcc_s{s}_BG, RPNAcc_s{s}_FG, RPNL1Loss_s{s}, RPNLandMarkL1Loss_s{s}; plus
 RPNLogLoss_s{s} (cross-entropy over the anchors OHEM kept).
 """
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 
 __all__ = ['get_metrics', 'RPNAccMetric', 'RPNLogLossMetric', 'RPNRegressionMetric']

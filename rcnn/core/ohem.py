@@ -7,7 +7,7 @@ Per image and per stride, from the anchor labels (1 face, 0 background, -1 ignor
   2. ``batch_size - positives`` negatives survive; mode 1 keeps the hardest ones (highest face logit
      margin), mode 0 a random subset; the rest become -1.
 """
-import mxnet as mx
+from rcnn.compat import mx
 import numpy as np
 
 OHEM_RANDOM, OHEM_HARD = 0, 1

@@ -10,7 +10,7 @@ Diagram (3 levels, F = HEAD_FILTER_NUM, K = F * CONTEXT_FILTER_RATIO, A = anchor
 
 Parameter names follow the published checkpoints (see ``NAME_SCHEMES``), so their weights load as is.
 """
-import mxnet as mx
+from rcnn.compat import mx
 
 __all__ = ['PRESET_ATTR', 'NAME_SCHEMES', 'layer_name', 'out_name', 'conv_act_layer', 'fpn_neck', 'ssh_context', 'build_heads',
            'test_outputs', 'train_outputs', 'label_names']

@@ -1,5 +1,5 @@
 """``get_symbol(network, mode, cfg)``: the one place that maps a network name to its graph."""
-import mxnet as mx
+from rcnn.compat import mx
 
 from rcnn.symbol.common import build_heads, test_outputs, train_outputs
 from rcnn.symbol.symbol_mnet import get_mnet_body

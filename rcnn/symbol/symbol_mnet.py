@@ -4,7 +4,7 @@ conv0 is a 3x3 stride-2 stem; blocks 1..13 are depthwise 3x3 (odd index) + point
 Taps: stride 4 = relu6, stride 8 = relu10, stride 16 = relu22, stride 32 = relu26 (the last layer before each
 down-sampling).
 """
-import mxnet as mx
+from rcnn.compat import mx
 
 BN_EPS = 1e-5  # gluon MobileNet BatchNorm epsilon (kept so ImageNet weights behave as trained)
 # (pointwise output channels at width 1.0, stride of the depthwise conv) for blocks 1..13

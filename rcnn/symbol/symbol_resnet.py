@@ -4,7 +4,7 @@ bn_data -> conv0 7x7/2 -> bn0 -> relu0 -> pooling0 3x3/2 -> stages of bottleneck
 Taps: stride 4 = stage2_unit1_relu2, stride 8 = stage3_unit1_relu2, stride 16 = stage4_unit1_relu2 (the ReLU before each stage's
 stride-2 conv), stride 32 = relu1.
 """
-import mxnet as mx
+from rcnn.compat import mx
 
 BN_EPS = 2e-5
 UNITS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}

@@ -3,6 +3,7 @@
     python retinaface.py --prefix model/mnet.25 --epoch 0 --image photo.jpg --output out.jpg
     python -m rcnn.tools.detect --prefix model/mnet.25 --image photos/ --output drawn/ --crops faces/
     python retinaface.py --prefix model/mnet.25 --video in.mp4 --output out.mp4 --json out.jsonl
+    retinaface --prefix model/mnet.25.onnx --image photo.jpg --output out.jpg   # installed; ONNX Runtime only
 
 One input image: ``--output`` is the drawing's file name and the JSON is written beside it (``out.json``).
 A folder: ``--output`` is a folder with one drawing per image and ``detections.json``. A video: ``--output``
@@ -23,11 +24,11 @@ import sys
 import time
 
 import cv2
-import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
 from retinaface import IMAGE_EXTENSIONS, RetinaFace, draw_detections, read_image, single_scale
+from rcnn.compat import engine_errors
 from rcnn.core.checkpoint import CheckpointError
 from rcnn.interrupt import DeferredInterrupt
 from rcnn.fileio import (UnsafeOutputError, atomic_open, atomic_path, check_writable_dir, refuse_symlink,
@@ -54,8 +55,9 @@ def detections_to_json(faces, landmarks, crops=None):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Detect faces and draw them.',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--prefix', required=True, help='checkpoint prefix, e.g. model/mnet.25')
-    p.add_argument('--epoch', type=int, default=0, help='checkpoint epoch')
+    p.add_argument('--prefix', required=True, help='checkpoint prefix, e.g. model/mnet.25, or an ONNX export, '
+                                                   'e.g. model/mnet.25.onnx (runs on ONNX Runtime, without MXNet)')
+    p.add_argument('--epoch', type=int, default=0, help='checkpoint epoch (unused for an .onnx model)')
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--image', help='an image file or a folder of images')
     src.add_argument('--video', help='a video file (anything OpenCV reads)')
@@ -293,7 +295,7 @@ def detect_one(parser, args, detector, path, out_path, results, skipped):
         img = read_image(path)
         scale = args.scale or single_scale(img.shape)
         faces, landmarks = detector.detect(img, args.thresh, scales=[scale], do_flip=args.flip)
-    except (ValueError, mx.base.MXNetError) as err:
+    except engine_errors() as err:
         reason = str(err).strip().splitlines()[-1]
         logger.warning('skipping %s: %s', path, reason)
         skipped.append((path, reason))
@@ -312,7 +314,7 @@ def detect_one(parser, args, detector, path, out_path, results, skipped):
 def load_detector(parser, args):
     try:
         return RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nms=args.nms)
-    except (CheckpointError, ValueError) as err:
+    except (CheckpointError, ValueError, ImportError) as err:
         parser.exit(2, 'error: %s\n' % err)
 
 
@@ -459,7 +461,7 @@ def run_video(parser, args):
                 writer.release()
             if not done:
                 raise ValueError('no frame could be decoded')
-    except (ValueError, mx.base.MXNetError) as err:
+    except engine_errors() as err:
         parser.exit(2, 'error: %s: frame %d: %s\n' % (args.video, done, str(err).strip().splitlines()[-1]))
     except OSError as err:
         parser.exit(2, 'error: %s\n' % (err.strerror and '%s: %s' % (err.filename or args.output, err.strerror)

@@ -4,22 +4,23 @@
 
 The ONNX model takes ``data`` (batch, 3, height, width) float32 RGB, normalised as the detector does, with
 dynamic batch, height and width, and has the checkpoint's outputs under the same names and order (without the
-``_output`` suffix), so ``RetinaFace``'s decoder reads them unchanged. ``SoftmaxActivation(mode='channel')`` (no
+``_output`` suffix), so ``RetinaFace('model.onnx')`` decodes them with the same code on ONNX Runtime, without
+MXNet. A model trained here records its anchor preset in the metadata (``retinaface.anchor_preset``). ``SoftmaxActivation(mode='channel')`` (no
 ONNX converter in MXNet 1.9.1) is written as the equivalent ``softmax(axis=1)``, and BatchNorm layers with
 ``fix_gamma=True`` (R50's ``bn_data``) get gamma 1, as MXNet computes them (its converter drops the flag). Opset 13 (ONNX's default
-domain); exported with MXNet's ``mx.onnx`` (onnx 1.17.0), checked with ``onnx.checker`` and onnxruntime 1.23.2.
-Needs the ``onnx`` package (requirements-bench.txt), not needed by the detector itself.
+domain); exported with MXNet's ``mx.onnx`` (onnx 1.18.0; 1.19 removed ``onnx.mapping``, which MXNet's exporter
+reads), checked with ``onnx.checker`` and onnxruntime 1.23.2.
 """
 import argparse
 import json
 import os
 import sys
 
-os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')
-import mxnet as mx  # noqa: E402
+from rcnn.compat import mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rcnn.core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from rcnn.core.inference import PRESET_METADATA, trained_preset  # noqa: E402
 from rcnn.fileio import atomic_path, check_writable_dir, refuse_symlink  # noqa: E402
 from rcnn.tools import fused_or_int8_op  # noqa: E402
 
@@ -60,8 +61,9 @@ def export(prefix, epoch, output, probe=(1, 3, 640, 640)):
     try:
         import onnx
     except ImportError:
-        raise ExportError('the onnx package is missing: pip install -r requirements-bench.txt') from None
+        raise ExportError('the onnx package is missing: pip install onnx==1.18.0 (requirements-base.txt)') from None
     sym, args, auxs = load_checkpoint(prefix, epoch)
+    preset = trained_preset(sym)
     sym = onnx_ready_symbol(sym, '%s-symbol.json' % prefix)
     params = dict(args)
     params.update(auxs)
@@ -77,6 +79,8 @@ def export(prefix, epoch, output, probe=(1, 3, 640, 640)):
             raise ExportError('%s-symbol.json cannot be exported: %s' % (prefix, err)) from None
         model = onnx.load(tmp)
         finish(model, onnx)
+        if preset is not None:  # RetinaFace('x.onnx', network=...) checks it, as it does for the checkpoint
+            onnx.helper.set_model_props(model, {PRESET_METADATA: preset})
         onnx.save(model, tmp)
     return [o.name for o in model.graph.output]
 

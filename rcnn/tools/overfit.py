@@ -120,7 +120,7 @@ def batchnorm_statistics(sym, arg_params, aux_params, batches):
     next to what they estimate, the batch statistics of each BatchNorm's input averaged over `batches` (NCHW
     arrays of training crops, one device's batch each: a BatchNorm sees only its device's images), every
     BatchNorm normalising by its batch statistics as in a training step. Per channel, numpy float64."""
-    import mxnet as mx
+    from rcnn.compat import mx
     nodes = json.loads(sym.tojson())['nodes']
     internals = sym.get_internals()  # one copy of the graph: the taps must share its nodes
     outputs = internals.list_outputs()

@@ -21,9 +21,9 @@ import os
 import re
 import sys
 import time
+import types
 
-os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')
-import mxnet as mx  # noqa: E402
+from rcnn.compat import import_mxnet, mx  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -153,6 +153,7 @@ def calibration_images(calib_dir, num, seed):
 def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=tuple(DEFAULT_KEEP.split(',')), network='net3',
              target_size=1024, max_size=1980):
     """(qsym, qargs, auxs, info) of an INT8 model calibrated on the given images."""
+    import_mxnet()
     from mxnet.contrib import quantization as q
     from retinaface import RetinaFace, read_image, single_scale
     if calib_mode not in CALIB_MODES:
@@ -185,8 +186,15 @@ def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=tuple(DEFAUL
         exe.arg_dict['data'][:] = tensor
         exe.forward(is_train=False)
         mx.nd.waitall()
-    qsym, qargs, qauxs = q.calib_graph(qsym=qsym, arg_params=qargs, aux_params=qauxs, collector=collector,
-                                       calib_mode=calib_mode, quantized_dtype='auto', logger=None)
+    # The thresholds as plain floats, handed over as a 'customize' table: MXNet's entropy search returns
+    # 1-element arrays, which numpy >= 2.4 refuses to turn into the C floats of the calibration table.
+    thresholds = (q._get_optimal_thresholds(collector.hist_dict, 'auto', logger=None) if calib_mode == 'entropy'
+                  else collector.min_max_dict)
+    table = types.SimpleNamespace(min_max_dict={k: (float(np.asarray(lo).reshape(-1)[0]),
+                                                    float(np.asarray(hi).reshape(-1)[0]))
+                                                for k, (lo, hi) in thresholds.items()})
+    qsym, qargs, qauxs = q.calib_graph(qsym=qsym, arg_params=qargs, aux_params=qauxs, collector=table,
+                                       calib_mode='customize', quantized_dtype='auto', logger=None)
     qsym = named_after_convs(qsym.get_backend_symbol('MKLDNN_QUANTIZE'))
     info = {'source': {'prefix': prefix, 'epoch': epoch}, 'calib_mode': calib_mode, 'keep_fp32': list(keep),
             'fused_layers_kept_fp32': {n: layers[n] for n in excluded},
