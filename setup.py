@@ -99,7 +99,7 @@ else:
 COMMANDS = [
     'retinaface = rcnn.tools.detect:main',            # python retinaface.py
     'retinaface-test = rcnn.tools.evaluate:main',     # python test.py
-    'retinaface-train = rcnn.tools.train:cli',        # python train.py
+    'retinaface-train = rcnn.tools:train_command',        # python train.py
     'retinaface-export-onnx = rcnn.tools.export_onnx:main',
     'retinaface-quantize = rcnn.tools.quantize:main',
     'retinaface-eval = rcnn.dataset.widerface_eval:main',

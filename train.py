@@ -2,7 +2,7 @@
 
 The command line and the training loop live in rcnn/tools/train.py (installed as ``retinaface-train``).
 """
-from rcnn.tools.train import cli
+from rcnn.tools import train_command
 
 if __name__ == '__main__':
-    cli()
+    train_command()

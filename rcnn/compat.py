@@ -41,8 +41,7 @@ import numpy as np
 
 __all__ = ['mx', 'import_mxnet', 'restore_numpy_names', 'mxnet_imported', 'engine_errors', 'MXNetMissingError', 'RESTORED_NAMES']
 
-INSTALL_HINT = ('pip install --no-deps mxnet==1.9.1 (CPU; README "Install" for the GPU builds), or load an '
-                'ONNX export of the model (RetinaFace(\'model.onnx\'), which needs only onnxruntime)')
+INSTALL_HINT = 'pip install --no-deps mxnet==1.9.1 (CPU; README "Install" for the GPU builds)'
 
 
 # Read by MXNet when it loads or at its first forward pass; set only where the user has not, and only when this

@@ -1,11 +1,11 @@
 """Make the CUDA 11 libraries of requirements-gpu.txt's ``nvidia-*-cu11`` wheels visible to ``mxnet-cu112``.
 
 ``mxnet-cu112`` links against libcudart.so.11.0, cuBLAS 11, cuDNN 8, cuFFT 10, cuRAND 10, cuSOLVER 11,
-NVRTC 11.2, NVTX and NCCL 2 by name. pip puts those libraries under ``site-packages/nvidia/<package>/lib``, where
+NVRTC 11.2, NVTX and NCCL 2 by name; ``mxnet-cu117`` against the same and cuSPARSE 11. pip puts those libraries under ``site-packages/nvidia/<package>/lib``, where
 the dynamic linker does not look; loading them here by full path (RTLD_GLOBAL) before MXNet is imported
 satisfies libmxnet.so's dependencies, so a machine with only the NVIDIA driver needs nothing else.
 
-Imported by ``rcnn/__init__.py``: every entry point imports ``rcnn`` before ``mxnet``. Does nothing with the
+Called by ``rcnn.compat.import_mxnet`` just before MXNet is imported. Does nothing with the
 CPU wheel, when MXNet is already imported, or when the wheels are absent (a system CUDA 11 install then
 serves, through LD_LIBRARY_PATH as before). ``python rcnn/cuda_wheels.py`` (run as a file, so it works even
 without a driver) prints the library folders (for ``LD_LIBRARY_PATH=... ldd libmxnet.so``) and what it would
@@ -25,6 +25,7 @@ LIBRARIES = [
     ('cublas', 'libcublas.so.11'),
     ('cufft', 'libcufft.so.10'),
     ('curand', 'libcurand.so.10'),
+    ('cusparse', 'libcusparse.so.11'),  # mxnet-cu117 (cu112 does not link it)
     ('cusolver', 'libcusolver.so.11'),
     ('cuda_nvrtc', 'libnvrtc.so.11.2'),
     ('nvtx', 'libnvToolsExt.so.1'),

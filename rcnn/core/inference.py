@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from rcnn.compat import mx
+from rcnn.compat import MXNetMissingError, mx
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite
 from rcnn.processing.decode import two_class_softmax
 from rcnn.symbol.common import PRESET_ATTR
@@ -32,7 +32,12 @@ def load_model(prefix, epoch, ctx_id):
     """The engine for `prefix`: OnnxModel for a path ending in .onnx, else MXNetModel(prefix, epoch)."""
     if str(prefix).lower().endswith('.onnx'):
         return OnnxModel(prefix, ctx_id)
-    return MXNetModel(prefix, epoch, ctx_id)
+    try:
+        return MXNetModel(prefix, epoch, ctx_id)
+    except MXNetMissingError as err:
+        raise MXNetMissingError('%s; or run its ONNX export without MXNet (python -m rcnn.tools.export_onnx where '
+                                'MXNet is installed, then RetinaFace(\'model.onnx\') / --prefix model.onnx)'
+                                % err) from None
 
 
 def trained_preset(sym):

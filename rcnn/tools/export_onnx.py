@@ -125,7 +125,7 @@ def main(argv=None):
         refuse_symlink(args.output)
         check_writable_dir(os.path.dirname(os.path.abspath(args.output)))
         names = export(args.prefix, args.epoch, args.output)
-    except (CheckpointError, ExportError, OSError) as err:
+    except (CheckpointError, ExportError, OSError, ImportError) as err:
         fail(str(err))
     print('wrote %s (opset %d, input data [batch, 3, height, width], %d outputs: %s)'
           % (args.output, OPSET, len(names), ', '.join(names)))

@@ -260,7 +260,7 @@ def main(argv=None):
         info['seconds'] = round(time.time() - t0, 1)
         with atomic_open(args.output + '-quantize.json') as f:
             json.dump(info, f, indent=1)
-    except (CheckpointError, ValueError, OSError) as err:
+    except (CheckpointError, ValueError, OSError, ImportError) as err:
         _fail(str(err))
     logger.info('wrote %s and %s (%d layers INT8, %d kept fp32, %d calibration images, %.0f s)',
                 out_paths[0], out_paths[1], info['quantized_layers'], len(info['fused_layers_kept_fp32']),

@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from rcnn.compat import import_mxnet, mx
+from rcnn.compat import MXNetMissingError, import_mxnet, mx
 from rcnn.cpu_engine import prefer_training_defaults
 
 from rcnn.config import get_config
@@ -567,9 +567,12 @@ def cli(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get('DMLC_ROLE') in ('server', 'scheduler'):
         import_mxnet()  # a parameter server or scheduler of a dist kvstore runs its loop inside the import, then exits
-    prefer_training_defaults(argv)  # before MXNet loads: compute threads and engine of CPU training
+    prefer_training_defaults(argv)  # (a no-op once MXNet is loaded: train_command makes this call before it)
     try:
         status = main(argv)
+    except MXNetMissingError as err:
+        print('error: %s' % err, file=sys.stderr, flush=True)
+        status = 2
     except KeyboardInterrupt:
         print('interrupted', flush=True)
         status = 130
