@@ -412,15 +412,16 @@ class RetinaFace:
         return large_pose(landmark, bbox)
 
 
-def draw_detections(img, faces, landmarks=None, mask_thresh=0.2):
+def draw_detections(img, faces, landmarks=None, mask_thresh=0.2, ids=None):
     """Copy of a BGR image with boxes (red; green for a mask score >= mask_thresh when faces have the sixth,
-    mask column of an Anti-Cov model), scores and the five landmarks drawn."""
+    mask column of an Anti-Cov model), scores (and track IDs, `ids`) and the five landmarks drawn."""
     out = np.ascontiguousarray(img.copy())
     for k, face in enumerate(faces):
         x1, y1, x2, y2 = [int(v) for v in face[:4]]
         masked = len(face) > 5 and face[5] >= mask_thresh
         cv2.rectangle(out, (x1, y1), (x2, y2), MASK_COLOUR if masked else FACE_COLOUR, 2)
-        text = '%.2f' % face[4] + (' mask %.2f' % face[5] if len(face) > 5 else '')
+        text = ('id %d ' % ids[k] if ids is not None else '') + '%.2f' % face[4] + (
+            ' mask %.2f' % face[5] if len(face) > 5 else '')
         cv2.putText(out, text, (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
         if landmarks is not None:
             for p, (x, y) in enumerate(landmarks[k]):

@@ -11,6 +11,11 @@ is the drawn video (same frame rate and size; .mp4 or .avi), ``--json`` one JSON
 detected in batches of ``--batch``. ``--crops DIR`` writes one aligned ArcFace crop per face
 (``<image file name>.face<i>.jpg``, e.g. ``a.jpg.face0.jpg`` and ``a.png.face0.jpg`` for two photos; for a video
 ``<video file name>.f<frame>.face<i>.jpg``), ``--crop_size`` pixels square, and the JSON names each face's crop.
+``--track`` (a video) gives every face a track ID that stays with the person (ByteTrack-style association,
+rcnn/processing/track.py), drawn and written in the JSON lines; with ``--crops`` it keeps one crop per track, the
+largest frontal one (``<video file name>.track<id>.jpg``). ``--anonymize blur|pixelate|fill`` covers every face
+(the box grown by ``--margin``) instead of drawing it, in images, folders and videos; with ``--track`` a face
+stays covered through frames where the detector misses it, for the track's lifetime.
 Nothing is overwritten without ``--overwrite``, no input is ever written over (paths are compared after
 resolving links), and no output is written through a symlink. An image that cannot be read or detected on
 is skipped and reported; the others are kept.
@@ -31,6 +36,8 @@ from retinaface import IMAGE_EXTENSIONS, RetinaFace, draw_detections, read_image
 from rcnn.compat import engine_errors
 from rcnn.core.checkpoint import CheckpointError
 from rcnn.interrupt import DeferredInterrupt
+from rcnn.processing.anonymize import MARGIN, METHODS as ANONYMIZE_METHODS, anonymize
+from rcnn.processing.track import FaceTracker
 from rcnn.fileio import (UnsafeOutputError, atomic_open, atomic_path, check_writable_dir, refuse_symlink,
                          write_error)
 
@@ -38,11 +45,13 @@ __all__ = ['main', 'detections_to_json']
 logger = logging.getLogger('detect')
 
 
-def detections_to_json(faces, landmarks, crops=None):
-    """One dict per face; `crops` (the crop file of each face, in order) adds 'crop'."""
+def detections_to_json(faces, landmarks, crops=None, ids=None):
+    """One dict per face; `crops` (the crop file of each face, in order) adds 'crop', `ids` 'track'."""
     out = []
     for k, (f, lm) in enumerate(zip(faces, landmarks if landmarks is not None else [None] * len(faces))):
         det = {'box': [round(float(v), 3) for v in f[:4]], 'score': round(float(f[4]), 6)}
+        if ids is not None:
+            det['track'] = int(ids[k])
         if len(f) > 5:
             det['mask'] = round(float(f[5]), 6)  # Anti-Cov models: probability that the face wears a mask
         det['landmarks'] = None if lm is None else [[round(float(x), 3), round(float(y), 3)] for x, y in lm]
@@ -69,15 +78,26 @@ def parse_args(argv=None):
     p.add_argument('--batch', type=int, default=8, help='--video: frames per detect_batch call')
     p.add_argument('--network', default='net3', help='anchor preset of the model')
     p.add_argument('--gpu', type=int, default=-1, help='GPU id; -1 for the CPU')
-    p.add_argument('--thresh', '--threshold', dest='thresh', type=float, default=0.8, help='score threshold')
+    p.add_argument('--thresh', '--threshold', dest='thresh', type=float, default=None,
+                   help='score threshold (default 0.8; 0.5 with --anonymize, which would rather cover too much)')
     p.add_argument('--scale', type=float, default=0.0,
                    help='resize factor; 0 = the original demo rule (short side 1024, long side <= 1980)')
     p.add_argument('--flip', action='store_true', help='also detect on the mirrored image')
     p.add_argument('--nms', type=float, default=0.4, help='NMS IoU threshold')
     p.add_argument('--mask_thresh', type=float, default=0.2,
                    help='Anti-Cov models (--network net3l): faces with a mask score at or above this are drawn green')
+    p.add_argument('--track', action='store_true',
+                   help='--video: a track ID per face across frames (JSON "track"); with --crops one crop per track')
+    p.add_argument('--track_keep', type=int, default=30,
+                   help='--track: frames a track survives without a detection before it ends')
+    p.add_argument('--anonymize', choices=ANONYMIZE_METHODS, default=None,
+                   help='cover every face (blur, pixelate or fill) instead of drawing it')
+    p.add_argument('--margin', type=float, default=MARGIN,
+                   help='--anonymize: each side of a box grows by this fraction of its size before it is covered')
     p.add_argument('--overwrite', action='store_true', help='replace drawings and JSON that already exist')
     args = p.parse_args(argv)
+    if args.thresh is None:
+        args.thresh = 0.5 if args.anonymize else 0.8
     if not (args.scale == 0 or 0.01 <= args.scale <= 20):  # NaN fails too
         p.error('--scale must lie in [0.01, 20] (or be 0 for the demo rule), got %g' % args.scale)
     if not 0.0 <= args.thresh <= 1.0:
@@ -90,13 +110,19 @@ def parse_args(argv=None):
         p.error('--batch must be >= 1, got %d' % args.batch)
     if args.json and not args.video:
         p.error('--json is for --video (images write their JSON next to the drawings)')
+    if args.track and not args.video:
+        p.error('--track is for --video (a track follows a face from frame to frame)')
+    if args.track_keep < 0:
+        p.error('--track_keep must be >= 0 frames, got %d' % args.track_keep)
+    if not 0.0 <= args.margin <= 2.0:
+        p.error('--margin must lie in [0, 2] (a fraction of the box size per side), got %g' % args.margin)
     if args.output is None:
         args.output = 'detections.mp4' if args.video else 'detections'
     return p, args
 
 
 RESUME_KEYS = ('prefix', 'epoch', 'network', 'thresh', 'scale', 'flip', 'nms', 'mask_thresh', 'crops', 'crop_size',
-               'batch')
+               'batch', 'anonymize', 'margin', 'track', 'track_keep')
 
 
 def interrupted_run(json_path, args):
@@ -200,7 +226,8 @@ def existing_crops(folder, names):
         return []
     found = []
     for name in names:
-        found += glob.glob(os.path.join(glob.escape(folder), glob.escape(name) + '.*face*.jpg'))
+        for pattern in ('.*face*.jpg', '.track*.jpg'):
+            found += glob.glob(os.path.join(glob.escape(folder), glob.escape(name) + pattern))
     return sorted(found)
 
 
@@ -302,13 +329,21 @@ def detect_one(parser, args, detector, path, out_path, results, skipped):
         return False
     try:
         crops = write_crops(detector, img, landmarks, args.crops, os.path.basename(path), args.crop_size)
-        write_image(out_path, draw_detections(img, faces, landmarks, args.mask_thresh))
+        write_image(out_path, render(args, img, faces, landmarks))
     except OSError as err:
         parser.exit(2, 'error: could not write %s: %s\n' % (out_path, err.strerror or err))
     results[path] = detections_to_json(faces, landmarks, crops)
     logger.info('%s: %d faces -> %s%s', path, len(faces), out_path,
                 ' (+ %d aligned crops in %s)' % (len(crops), args.crops) if crops else '')
     return True
+
+
+def render(args, img, faces, landmarks, covered=None, ids=None):
+    """The output picture of one image or frame: its faces drawn, or covered with --anonymize (`covered`: the
+    boxes to cover, where a tracker also covers faces this frame missed)."""
+    if args.anonymize:
+        return anonymize(img, faces if covered is None else covered, args.anonymize, args.margin)
+    return draw_detections(img, faces, landmarks, args.mask_thresh, ids)
 
 
 def load_detector(parser, args):
@@ -349,8 +384,8 @@ def plan_video(parser, args):
         resume = finished_frames(args, crops)
         if resume is None:
             parser.exit(2, 'error: %s already exists: pass --overwrite to replace it, or choose another --output (an '
-                           'interrupted run resumes where its --json lines and video agree)\n'
-                        % (existing + crops)[0])
+                           'interrupted run resumes where its --json lines and video agree%s)\n'
+                        % ((existing + crops)[0], '; not with --track, which starts again' if args.track else ''))
     for path in outputs:
         try:
             check_writable_dir(os.path.dirname(os.path.abspath(path)))
@@ -373,9 +408,9 @@ def finished_frames(args, crops):
     """The JSON records of the frames an interrupted run of this command finished (frames 0..N-1, each crop it
     names on disk, every crop of this video among them, its drawn video readable for as many frames), or None
     where the outputs are not such a run's."""
-    if not (args.json and os.path.isfile(args.json) and os.path.isfile(args.output) and
-            interrupted_run(args.json, args)):
-        return None
+    if args.track or not (args.json and os.path.isfile(args.json) and os.path.isfile(args.output) and
+                          interrupted_run(args.json, args)):
+        return None  # (a tracked run cannot go on: the tracks live in memory)
     records = []
     try:
         with open(args.json) as f:
@@ -406,9 +441,35 @@ def faces_from_json(record):
     return faces, landmarks
 
 
+TRACK_LOW = 0.3  # --track: weaker detections down to this score may continue a track (never start one)
+
+
+def crop_rank(detector, face, landmark):
+    """How good a crop a face makes: frontal first (check_large_pose), then larger."""
+    frontal = landmark is not None and detector.check_large_pose(landmark, face)[0] == 0
+    return (frontal, float((face[2] - face[0]) * (face[3] - face[1])))
+
+
+def best_track_crops(detector, frame, faces, landmarks, ids, best, args):
+    """Keep in `best` {track: (rank, crop)} the best crop of each track; the crop file of each face."""
+    if not args.crops or landmarks is None:
+        return None
+    names = []
+    for face, landmark, track in zip(faces, landmarks, ids):
+        rank = crop_rank(detector, face, landmark)
+        if track not in best or rank > best[track][0]:
+            best[track] = (rank, detector.align(frame, landmark, args.crop_size)[0])
+        names.append(os.path.join(args.crops, '%s.track%d.jpg' % (os.path.basename(args.video), track)))
+    return names
+
+
 def run_video(parser, args):
     cap, fps, size, frames, resume = plan_video(parser, args)
     detector = load_detector(parser, args)
+    tracker = FaceTracker(high_thresh=args.thresh, low_thresh=min(TRACK_LOW, args.thresh),
+                          max_missed=args.track_keep) if args.track else None
+    threshold = tracker.low_thresh if tracker else args.thresh
+    best = {}
     codec = VIDEO_CODECS[os.path.splitext(args.output)[1].lower()]
     done = faces_total = 0
     interrupted = False
@@ -427,7 +488,7 @@ def run_video(parser, args):
                     if not ok:
                         raise ValueError('the video has fewer frames than the earlier run finished')
                     faces, landmarks = faces_from_json(record)
-                    writer.write(draw_detections(frame, faces, landmarks, args.mask_thresh))
+                    writer.write(render(args, frame, faces, landmarks))
                     lines.write(json.dumps(record) + '\n')
                     done += 1
                     faces_total += len(faces)
@@ -444,14 +505,23 @@ def run_video(parser, args):
                     if not batch:
                         break
                     scale = args.scale or single_scale(batch[0].shape)
-                    for frame, (faces, landmarks) in zip(batch, detector.detect_batch(batch, args.thresh, [scale],
+                    for frame, (faces, landmarks) in zip(batch, detector.detect_batch(batch, threshold, [scale],
                                                                                       args.flip)):
-                        writer.write(draw_detections(frame, faces, landmarks, args.mask_thresh))
-                        crops = write_crops(detector, frame, landmarks, args.crops,
-                                            '%s.f%06d' % (os.path.basename(args.video), done), args.crop_size)
+                        ids = covered = None
+                        if tracker is not None:
+                            ids = tracker.update(faces)
+                            keep = ids >= 0  # weak detections that continued no track are dropped
+                            faces, ids = faces[keep], ids[keep]
+                            landmarks = None if landmarks is None else landmarks[keep]
+                            covered = np.array([c[1:] for c in tracker.covered()]).reshape(-1, 4)
+                            crops = best_track_crops(detector, frame, faces, landmarks, ids, best, args)
+                        else:
+                            crops = write_crops(detector, frame, landmarks, args.crops,
+                                                '%s.f%06d' % (os.path.basename(args.video), done), args.crop_size)
+                        writer.write(render(args, frame, faces, landmarks, covered, ids))
                         lines.write(json.dumps({'frame': done, 'time': round(done / fps, 4),
-                                                'faces': detections_to_json(faces, landmarks, crops),
-                                                'crops': crops}) + '\n')
+                                                'faces': detections_to_json(faces, landmarks, crops, ids),
+                                                'crops': None if tracker else crops}) + '\n')
                         done += 1
                         faces_total += len(faces)
                     bar.update(len(batch))
@@ -461,6 +531,9 @@ def run_video(parser, args):
                 writer.release()
             if not done:
                 raise ValueError('no frame could be decoded')
+            for track, (_, crop) in sorted(best.items()):  # one crop per track, the best seen
+                write_image(os.path.join(args.crops, '%s.track%d.jpg' % (os.path.basename(args.video), track)), crop,
+                            'face crop')
     except engine_errors() as err:
         parser.exit(2, 'error: %s: frame %d: %s\n' % (args.video, done, str(err).strip().splitlines()[-1]))
     except OSError as err:
@@ -469,7 +542,8 @@ def run_video(parser, args):
     finally:
         cap.release()
     seconds = time.time() - t0
-    logger.info('%d frames, %d faces -> %s%s (%.1f frames/s)', done, faces_total, args.output,
+    logger.info('%d frames, %d faces%s -> %s%s (%.1f frames/s)', done, faces_total,
+                ', %d tracks' % (tracker.next_id - 1) if tracker else '', args.output,
                 ' + ' + args.json if args.json else '', done / seconds if seconds else 0.0)
     if args.json and interrupted:
         mark_interrupted(args.json, args)
