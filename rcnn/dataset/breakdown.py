@@ -180,18 +180,15 @@ def misses_picture(result, preds, gt, image_path, out_path, count=8):
 
 
 def explain(pred_dir, gt, out_dir=None, image_path=None, precision=PRECISION):
-    """Breakdown of the prediction files of `pred_dir` (the images of `gt`): logs the tables, writes
-    ``misses.png`` into out_dir when the images are at hand; returns what ap.json adds ('events',
-    'recall_at_precision', 'misses_picture')."""
+    """Breakdown of the prediction files of `pred_dir` (the images of `gt`), for ``widerface_eval.report``:
+    {'events', 'recall_at_precision', 'misses_picture', 'lines'} (the log lines); writes ``misses.png`` into
+    out_dir where image_path ((event, name) -> file) finds the images."""
     import os
     preds, _ = wider.read_predictions(pred_dir, gt)
     result = breakdown(preds, gt, precision)
-    for line in format_breakdown(result, list(gt.keep)):
-        wider.logger.info(line)
+    lines = format_breakdown(result, list(gt.keep))
     picture = None
     if out_dir and image_path is not None:
         picture = misses_picture(result, preds, gt, image_path, os.path.join(out_dir, 'misses.png'))
-        if picture:
-            wider.logger.info('worst misses and strongest false positives: %s', picture)
     return {'events': result['events'], 'recall_at_precision': result['recall_at_precision'],
-            'misses_picture': picture}
+            'misses_picture': picture, 'lines': lines}

@@ -382,13 +382,14 @@ def present_images(pred_dir, gt):
     return [k for k in gt.images if os.path.isfile(os.path.join(pred_dir, k[0], k[1] + '.txt'))]
 
 
-def report(results, gt, out_dir=None, title='', run=None):
-    """Print the AP table; write ap.json (with `run`, the settings the results were made with) and
-    pr_curves.png into out_dir when given."""
+def report(results, gt, out_dir=None, title='', run=None, extra=None):
+    """Print the AP table; write ap.json (with `run`, the settings the results were made with, and `extra`, the
+    breakdown of ``rcnn.dataset.breakdown.explain``) and pr_curves.png into out_dir when given."""
     n_images = len(gt.images)
     lines = ['%s%d images, %s' % (title + ': ' if title else '', n_images,
                                   ', '.join('%s %d faces' % (s, r['faces']) for s, r in results.items()))]
     lines.append('  '.join('%s %.4f' % (s.capitalize(), r['ap']) for s, r in results.items()))
+    lines += (extra or {}).get('lines', [])
     for line in lines:
         logger.info(line)
     if out_dir:
@@ -400,9 +401,13 @@ def report(results, gt, out_dir=None, title='', run=None):
             summary['run'] = run
         if title:
             summary['title'] = title
-        with atomic_open(os.path.join(out_dir, 'ap.json'), what='AP summary') as f:
+        summary.update({k: v for k, v in (extra or {}).items() if k != 'lines'})
+        ap_path = os.path.join(out_dir, 'ap.json')
+        with atomic_open(ap_path, what='AP summary') as f:
             json.dump(summary, f, indent=1)
-        plot_pr_curves(results, os.path.join(out_dir, 'pr_curves.png'), title)
+        plot = plot_pr_curves(results, os.path.join(out_dir, 'pr_curves.png'), title)
+        written = [ap_path] + [p for p in (plot, (extra or {}).get('misses_picture')) if p]
+        logger.info('written: %s', ', '.join(written))
     return lines
 
 
@@ -443,6 +448,9 @@ def main(argv=None):
                         help='evaluate only the images that have a prediction file (a partial run); '
                              'otherwise missing files count as images without detections, as the toolkit does')
     parser.add_argument('--output', default=None, help='folder for ap.json and pr_curves.png (default: --pred)')
+    parser.add_argument('--images', default=None,
+                        help='folder of the images (<event>/<image>.jpg, as WIDER_val/images): adds misses.png, the '
+                             'worst misses and strongest false positives')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an ap.json / pr_curves.png already in the output folder (test.py writes them)')
     args = parser.parse_args(argv)
@@ -456,7 +464,8 @@ def main(argv=None):
             pass
     except OSError as err:
         parser.exit(2, 'error: cannot write ap.json and pr_curves.png to --output %s: %s\n' % (out_dir, err.strerror))
-    present = [p for p in (os.path.join(out_dir, n) for n in ('ap.json', 'pr_curves.png')) if os.path.lexists(p)]
+    present = [p for p in (os.path.join(out_dir, n) for n in ('ap.json', 'pr_curves.png', 'misses.png'))
+               if os.path.lexists(p)]
     for path in present:
         try:
             refuse_symlink(path, 'AP output')
@@ -478,7 +487,10 @@ def main(argv=None):
         total = len(gt.images)
         results, gt, _ = evaluate_folder(args.pred, gt, subset)
         title = ('subset: %d of the %d images' % (len(gt.images), total)) if subset is not None else ''
-        report(results, gt, out_dir, title=title)
+        from rcnn.dataset import breakdown
+        extra = breakdown.explain(args.pred, gt, out_dir, None if args.images is None else
+                                  (lambda key: os.path.join(args.images, key[0], key[1] + '.jpg')))
+        report(results, gt, out_dir, title=title, extra=extra)
     except (OSError, ValueError) as err:
         parser.exit(2, 'error: %s\n' % err)
     return 0

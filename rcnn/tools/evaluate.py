@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rcnn.core.checkpoint import CheckpointError, latest_epoch
-from rcnn.dataset import widerface_eval as wider
+from rcnn.dataset import breakdown, widerface_eval as wider
 from rcnn.dataset.retinaface import AnnotationError, parse_label_file
 from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, refuse_symlink
 from retinaface import RetinaFace, read_image
@@ -36,9 +36,33 @@ MODE0_TARGET, MODE0_MAX = 1600, 2150     # single-scale mode: short side target,
 PYRAMID_BASE, PYRAMID_MAX = 800, 1200    # pyramid modes: base short side, long side cap at base
 
 
+MODES = {  # --mode: how each image is tested (scales, flip, suppression)
+    0: 'single scale (short side 1600, long side <= 2150) + NMS',
+    1: '5 scales x flip + box voting (the original default)',
+    2: '5 scales x flip + NMS',
+    'original': "each image at its own size, single scale + NMS (Pytorch_Retinaface's 'origin' rows)",
+    'vga': "long side resized to 640, single scale + NMS (SCRFD's table)",
+}
+VGA_SIDE = 640
+
+
+def parse_mode(text):
+    """--mode: 0, 1, 2 (ints, as the original's) or a peer protocol's name."""
+    text = str(text).strip().lower()
+    mode = int(text) if text.isdigit() else text
+    if mode not in MODES:
+        raise argparse.ArgumentTypeError('%r: choose %s' % (text, ', '.join(str(m) for m in MODES)))
+    return mode
+
+
 def test_scales(shape, mode):
-    """Scales and flip of the original test_widerface.py for an image shape (H, W, ...) and mode."""
+    """Scales and flip of an image shape (H, W, ...) in a mode: 0-2 as the original test_widerface.py; 'original'
+    the image as it is; 'vga' its long side at 640 px."""
     short, long_ = min(shape[:2]), max(shape[:2])
+    if mode == 'original':
+        return [1.0], False
+    if mode == 'vga':
+        return [VGA_SIDE / long_], False
     if mode == 0:
         scale = MODE0_TARGET / short
         if np.round(scale * long_) > MODE0_MAX:
@@ -115,8 +139,8 @@ def parse_args(argv=None):
     p.add_argument('--output', default='./wout', help='result folder')
     p.add_argument('--nocrop', action='store_true', help='pad inputs to multiples of 32')
     p.add_argument('--thresh', type=float, default=0.02, help='score threshold before suppression')
-    p.add_argument('--mode', type=int, default=1, choices=[0, 1, 2],
-                   help='0 single scale + NMS, 1 pyramid + flip + voting, 2 pyramid + flip + NMS')
+    p.add_argument('--mode', type=parse_mode, default=1,
+                   help='; '.join('%s: %s' % (m, d) for m, d in MODES.items()))
     p.add_argument('--part', type=int, default=0, help='this process handles images i with i %% parts == part')
     p.add_argument('--parts', type=int, default=1, help='number of processes sharing the split')
     p.add_argument('--gt', default=None, help='folder with the official wider_*_val.mat ground truth; '
@@ -265,7 +289,7 @@ def run(args):
     settings = run_settings(args)
     claim_output(args.output, settings, args.overwrite)
     done = skipped = failed = 0
-    for rec in tqdm(mine, desc='WIDER %s mode %d' % (args.image_set, args.mode), unit='img'):
+    for rec in tqdm(mine, desc='WIDER %s mode %s' % (args.image_set, args.mode), unit='img'):
         event, result = result_key(rec['path'])
         name = os.path.basename(rec['path'])
         out_dir = os.path.join(args.output, event)
@@ -320,10 +344,16 @@ def run(args):
     run_images = {(os.path.basename(os.path.dirname(r['path'])), os.path.splitext(os.path.basename(r['path']))[0])
                   for r in records}
     gt = wider.load_mat_gt(args.gt) if args.gt else wider.load_label_gt(label)
+    total = len(gt.images)
     results, gt, _ = wider.evaluate_folder(args.output, gt, subset=run_images)
-    title = '%s mode %d (%s)' % (os.path.basename(args.prefix), args.mode,
+    title = '%s mode %s (%s)' % (os.path.basename(args.prefix), args.mode,
                                  'official .mat ground truth' if args.gt else 'label.txt ground truth')
-    wider.report(results, gt, args.output, title, run=settings)
+    if len(gt.images) < total:
+        title += ', subset: %d of its %d images' % (len(gt.images), total)
+    paths = {result_key(r['path']): os.path.join(image_dir, r['path']) for r in records}
+    extra = breakdown.explain(args.output, gt, args.output,
+                              lambda key: paths.get((key[0], key[1] + '.txt')))
+    wider.report(results, gt, args.output, title, run=settings, extra=extra)
     if len(gt.images) < len(run_images):
         logger.warning('%d run images are not in the ground truth and were not evaluated',
                        len(run_images) - len(gt.images))
