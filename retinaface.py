@@ -161,9 +161,8 @@ class RetinaFace:
         source = self.model.source
         if self.model.preset is not None and self.model.preset != network:
             trained = self.model.preset
-            raise CheckpointError('%s was trained with the anchor preset %r, not network=%r: load it with '
-                                  "network='%s' (test.py / retinaface.py: --network %s)"
-                                  % (source, trained, network, trained, trained))
+            raise CheckpointError("%s was trained with the anchor preset %r, not network=%r: load it with "
+                                  "network='%s'" % (source, trained, network, trained))
         try:
             self._heads = head_layout(self.model.output_names, self._feat_stride_fpn, network, source)
         except HeadLayoutError as err:

@@ -31,11 +31,14 @@ MXNet talks to numpy through ctypes (not numpy's C API), so numpy 2's ABI does n
 runs where MXNet is not installed, and the names above are always restored first. The import also loads the
 CUDA wheels' libraries for ``mxnet-cu1xx`` (rcnn/cuda_wheels.py).
 """
+import contextlib
 import functools
 import importlib
 import importlib.util
 import os
+import re
 import sys
+import tempfile
 
 import numpy as np
 
@@ -127,6 +130,35 @@ def restore_numpy_names():
     return missing
 
 
+# MXNet's native log lines that say nothing to a user: dropped from what MXNet writes while it loads and while a
+# graph file is read (everything else it writes there is passed on)
+NATIVE_CHATTER = re.compile(r'MXNet start using engine|Loading symbol saved by previous version|'
+                            r'Symbol successfully upgraded')
+
+
+@contextlib.contextmanager
+def quiet_native_log():
+    """Hold what native code writes to stderr (fd 2) during the block; pass it on without NATIVE_CHATTER."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [ln for ln in held.read().decode(errors='replace').splitlines(True) if not NATIVE_CHATTER.search(ln)]
+            if kept:
+                sys.stderr.write(''.join(kept))
+                sys.stderr.flush()
+
+
 def mxnet_imported():
     return 'mxnet' in sys.modules
 
@@ -146,7 +178,10 @@ def import_mxnet():
         os.environ.setdefault(name, value)
     from rcnn.cuda_wheels import preload
     preload()
-    return importlib.import_module('mxnet')
+    with quiet_native_log():
+        module = importlib.import_module('mxnet')
+        module.nd.waitall()  # starts the engine now, inside the quiet block (else it announces itself at exit)
+    return module
 
 
 def engine_errors():

@@ -240,7 +240,7 @@ def test_test_py_end_to_end_on_real_val_images(mnet25_prefix, tmp_path):
             '--output', str(out)]
     run = subprocess.run(base, capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert '4 images, easy' in run.stdout and re.search(r'Easy [01]\.\d{4}  Medium [01]\.\d{4}  Hard [01]\.\d{4}',
+    assert 'subset: 4 of its 3226 images: 4 images, ' in run.stdout and 'counted: easy' in run.stdout and re.search(r'Easy [01]\.\d{4}  Medium [01]\.\d{4}  Hard [01]\.\d{4}',
                                                         run.stdout)
     files = sorted(p for p in out.rglob('*.txt'))
     assert len(files) == 4

@@ -6,7 +6,7 @@ import os
 import re
 import zipfile
 
-from rcnn.compat import mx
+from rcnn.compat import mx, quiet_native_log
 import numpy as np
 
 from rcnn.fileio import atomic_path, open_lock, write_error
@@ -161,7 +161,8 @@ def load_checkpoint(prefix, epoch):
         raise CheckpointError('symbol file not found: %s (the params %s need the graph saved next to them '
                               'as <prefix>-symbol.json)' % (sym_path, params_path))
     try:
-        sym = mx.sym.load(sym_path)
+        with quiet_native_log():  # MXNet announces its upgrade of an older graph file: nothing to act on
+            sym = mx.sym.load(sym_path)
     except (mx.base.MXNetError, ValueError) as err:
         raise CheckpointError('cannot read symbol file %s: %s' % (sym_path, str(err).strip().splitlines()[-1])) \
             from None

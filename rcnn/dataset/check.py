@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rcnn.dataset.retinaface import AnnotationError, parse_label_file, read_training_image
+from rcnn.cli import HelpFormatter
 
 __all__ = ['check_split', 'main']
 SIZE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, np.inf)  # face size sqrt(w * h), pixels
@@ -27,7 +28,7 @@ def check_split(split):
     """{'images', 'faces', 'with_landmarks', 'invalid', 'partly_outside', 'sizes', 'problems': [(kind, text)]}."""
     label = os.path.join(split, 'label.txt')
     records = parse_label_file(label, with_landmarks=True)  # AnnotationError names the first bad line
-    report = {'images': len(records), 'faces': 0, 'with_landmarks': 0, 'invalid': 0, 'partly_outside': 0,
+    report = {'images': len(records), 'box_lines': 0, 'faces': 0, 'with_landmarks': 0, 'invalid': 0, 'partly_outside': 0,
               'no_faces': 0, 'sizes': np.zeros(len(SIZE_BINS) - 1, dtype=np.int64), 'problems': []}
     seen = {}
     for rec in tqdm(records, desc='checking %s' % split, unit='img'):
@@ -52,6 +53,7 @@ def check_split(split):
         outside = real & ((x2 <= 0) | (y2 <= 0) | (x1 >= w) | (y1 >= h))
         partly = real & ~outside & ((x1 < 0) | (y1 < 0) | (x2 > w) | (y2 > h))
         report['faces'] += int(real.sum())
+        report['box_lines'] += len(boxes)
         report['invalid'] += int((~real & (boxes.any(axis=1))).sum() + outside.sum())
         report['partly_outside'] += int(partly.sum())
         report['with_landmarks'] += int((real & (rec['landmarks'][:, :, 2] != -1).any(axis=1)).sum())
@@ -65,7 +67,7 @@ def check_split(split):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('split', help='a split folder: <split>/label.txt and <split>/images')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
@@ -76,10 +78,11 @@ def main(argv=None):
         report = check_split(args.split)
     except AnnotationError as err:
         p.exit(2, 'error: %s\n' % err)
-    print('%s: %d images (%d without faces), %d faces, %d with landmarks, %d invalid (no area or wholly outside '
-          'the image: not trained on), %d partly outside (clipped in training)'
-          % (args.split, report['images'], report['no_faces'], report['faces'], report['with_landmarks'],
-             report['invalid'], report['partly_outside']))
+    print('%s: %d images (%d without faces), %d box lines: %d faces (%d with landmarks, %d partly outside: clipped '
+          'in training) and %d invalid (no area or wholly outside the image: not trained on), the rest the "0 0 0 0" '
+          'lines of images without faces'
+          % (args.split, report['images'], report['no_faces'], report['box_lines'], report['faces'],
+             report['with_landmarks'], report['partly_outside'], report['invalid']))
     print('face sizes (sqrt(w*h), px): ' + ', '.join(
         '%s-%s: %d' % (int(lo), '' if hi == np.inf else int(hi), n)
         for lo, hi, n in zip(SIZE_BINS[:-1], SIZE_BINS[1:], report['sizes'])))
@@ -93,6 +96,10 @@ def main(argv=None):
     if fatal:
         print('%d problems to fix before training or evaluating on %s' % (len(fatal), args.split))
         return 2
+    if not report['faces']:
+        print('ok: %s lists images only (no face boxes, as the WIDER test split): test.py can detect on it and pack '
+              'the results (--zip); there is nothing to train or evaluate on' % args.split)
+        return 0
     print('ok: %s can be trained or evaluated on as it is' % args.split)
     return 0
 

@@ -24,6 +24,7 @@ import sys
 
 from rcnn.dataset.retinaface import parse_label_file, unsafe_image_path
 from rcnn.fileio import atomic_open, refuse_symlink, same_file_or_inside
+from rcnn.cli import HelpFormatter
 
 __all__ = ['read_bbx_gt', 'read_filelist', 'convert', 'main']
 logger = logging.getLogger('convert_wider')
@@ -153,7 +154,7 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
                            % (len(missing), len(entries), images, missing[0][0], missing[0][1]))
     if not kept:
         raise ConvertError('none of the %d images listed is in --images %s' % (len(entries), images))
-    lines, faces_total = [], 0
+    lines, faces_total, no_area = [], 0, 0
     for name, faces, _ in kept:
         lines.append('# %s' % name)
         if faces is None:
@@ -176,6 +177,7 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
             else:
                 lines.append('%d %d %d %d' % (x, y, w, h))
             faces_total += 1
+            no_area += w <= 0 or h <= 0
     image_root = os.path.join(output, 'images')
     _check_image_tree(image_root, [name for name, _, _ in kept], images, copy, overwrite)
     os.makedirs(image_root, exist_ok=True)
@@ -193,12 +195,13 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
             os.symlink(src, dst)
     with atomic_open(os.path.join(output, 'label.txt'), what='label file') as f:
         f.write('\n'.join(lines) + '\n')
-    return {'images': len(kept), 'faces': faces_total, 'missing': len(missing), 'landmarks_merged': merged}
+    return {'images': len(kept), 'faces': faces_total, 'no_area': no_area, 'missing': len(missing),
+            'landmarks_merged': merged}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--bbx_gt', help='the official wider_face_{train,val}_bbx_gt.txt')
     src.add_argument('--filelist', help='the official wider_face_test_filelist.txt (images only)')
@@ -235,8 +238,9 @@ def main(argv=None):
                          args.overwrite, source)
     except (ConvertError, OSError, ValueError) as err:
         p.exit(2, 'error: %s\n' % err)
-    logger.info('%s: %d images, %d faces (%s format%s)%s; images %s into %s', label, counts['images'], counts['faces'],
-                fmt, ', %d faces with merged landmarks' % counts['landmarks_merged'] if points is not None else '',
+    logger.info('%s: %d images, %d box lines (%d faces, %d boxes without area, kept as the official file has them: '
+                'check and training skip them) (%s format%s)%s; images %s into %s', label, counts['images'],
+                counts['faces'], counts['faces'] - counts['no_area'], counts['no_area'], fmt, ', %d faces with merged landmarks' % counts['landmarks_merged'] if points is not None else '',
                 ', %d listed images not found and left out' % counts['missing'] if counts['missing'] else '',
                 'copied' if args.copy else 'linked', os.path.join(args.output, 'images'))
     logger.info('check it with: python -m rcnn.dataset.check %s', args.output)

@@ -17,6 +17,7 @@ import sys
 
 import cv2
 import numpy as np
+from rcnn.cli import HelpFormatter
 
 __all__ = ['generate', 'draw_face']
 logger = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def generate(output, train=400, val=100, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Generate the embedded demo dataset (RetinaFace layout).',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--output', default='data/retinaface', help='dataset root (gets train/ and val/)')
     parser.add_argument('--train', type=int, default=400, help='training images')
     parser.add_argument('--val', type=int, default=100, help='validation images')

@@ -28,6 +28,7 @@ import tempfile
 import numpy as np
 
 from rcnn.fileio import UnsafeOutputError, atomic_open, atomic_path, refuse_symlink
+from rcnn.cli import HelpFormatter
 
 __all__ = ['GroundTruth', 'load_mat_gt', 'load_label_gt', 'read_pred_file', 'read_predictions',
            'evaluate', 'voc_ap', 'SETTINGS', 'main']
@@ -386,8 +387,13 @@ def report(results, gt, out_dir=None, title='', run=None, extra=None):
     """Print the AP table; write ap.json (with `run`, the settings the results were made with, and `extra`, the
     breakdown of ``rcnn.dataset.breakdown.explain``) and pr_curves.png into out_dir when given."""
     n_images = len(gt.images)
-    lines = ['%s%d images, %s' % (title + ': ' if title else '', n_images,
-                                  ', '.join('%s %d faces' % (s, r['faces']) for s, r in results.items()))]
+    boxes = sum(len(b) for b in gt.boxes)
+    if list(results) == ['all']:
+        counted = 'all %d faces' % results['all']['faces']
+    else:
+        counted = '%d ground-truth boxes; counted: %s (the others are ignored: a detection on them neither counts ' \
+                  'nor costs)' % (boxes, ', '.join('%s %d' % (s, r['faces']) for s, r in results.items()))
+    lines = ['%s%d images, %s' % (title + ': ' if title else '', n_images, counted)]
     lines.append('  '.join('%s %.4f' % (s.capitalize(), r['ap']) for s, r in results.items()))
     lines += (extra or {}).get('lines', [])
     for line in lines:
@@ -439,7 +445,7 @@ def plot_pr_curves(results, path, title=''):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='WIDER FACE AP of prediction files (official toolkit rules).',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--pred', required=True, help='folder of <event>/<image>.txt prediction files')
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument('--gt', help='folder with the official wider_{easy,medium,hard}_val.mat')

@@ -40,6 +40,7 @@ from rcnn.processing.anonymize import MARGIN, METHODS as ANONYMIZE_METHODS, anon
 from rcnn.processing.track import FaceTracker
 from rcnn.fileio import (UnsafeOutputError, atomic_open, atomic_path, check_writable_dir, refuse_symlink,
                          write_error)
+from rcnn.cli import HelpFormatter, cli_words
 
 __all__ = ['main', 'detections_to_json']
 logger = logging.getLogger('detect')
@@ -63,7 +64,7 @@ def detections_to_json(faces, landmarks, crops=None, ids=None):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Detect faces and draw them.',
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--prefix', required=True, help='checkpoint prefix, e.g. model/mnet.25, or an ONNX export, '
                                                    'e.g. model/mnet.25.onnx (runs on ONNX Runtime, without MXNet)')
     p.add_argument('--epoch', type=int, default=0, help='checkpoint epoch (unused for an .onnx model)')
@@ -350,7 +351,7 @@ def load_detector(parser, args):
     try:
         return RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network, nms=args.nms)
     except (CheckpointError, ValueError, ImportError) as err:
-        parser.exit(2, 'error: %s\n' % err)
+        parser.exit(2, 'error: %s\n' % cli_words(str(err)))
 
 
 VIDEO_CODECS = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}

@@ -26,6 +26,7 @@ from rcnn.core.checkpoint import CheckpointError, latest_epoch
 from rcnn.dataset import breakdown, widerface_eval as wider
 from rcnn.dataset.retinaface import AnnotationError, parse_label_file
 from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, refuse_symlink
+from rcnn.cli import HelpFormatter, cli_words
 from retinaface import RetinaFace, read_image
 
 logger = logging.getLogger('test')
@@ -122,7 +123,7 @@ def write_zip(output, records):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Test a RetinaFace model on WIDER FACE val',
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--network', default='net3', help='anchor preset of the model')
     p.add_argument('--dataset', default='retinaface', choices=['retinaface'], help='dataset layout')
     p.add_argument('--image-set', '--image_set', dest='image_set', default='val', help='split folder')
@@ -366,7 +367,7 @@ def main(argv=None):
     try:
         run(args)
     except (CheckpointError, AnnotationError, OSError, ValueError, ImportError) as err:
-        logger.error('error: %s', err)
+        logger.error('error: %s', cli_words(str(err)))
         return 2
     return 0
 

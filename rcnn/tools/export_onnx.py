@@ -23,6 +23,7 @@ from rcnn.core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from rcnn.core.inference import PRESET_METADATA, trained_preset  # noqa: E402
 from rcnn.fileio import atomic_path, check_writable_dir, refuse_symlink  # noqa: E402
 from rcnn.tools import fused_or_int8_op  # noqa: E402
+from rcnn.cli import HelpFormatter  # noqa: E402
 
 OPSET = 13
 INPUT_DIMS = ('batch', None, 'height', 'width')  # names of the dynamic axes of `data` (channels fixed at 3)
@@ -106,7 +107,7 @@ def finish(model, onnx):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--prefix', required=True, help='checkpoint prefix')
     p.add_argument('--epoch', type=int, default=0)
     p.add_argument('--output', required=True, help='the .onnx file to write')

@@ -30,6 +30,7 @@ from tqdm import tqdm  # noqa: E402
 from rcnn.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint  # noqa: E402
 from rcnn.fileio import atomic_open, check_writable_dir, refuse_symlink  # noqa: E402
 from rcnn.tools import fused_or_int8_op  # noqa: E402
+from rcnn.cli import HelpFormatter  # noqa: E402
 
 logger = logging.getLogger('quantize')
 HEADS = r'^face_rpn_'
@@ -206,7 +207,7 @@ def quantize(prefix, epoch, calib_paths, calib_mode='entropy', keep=tuple(DEFAUL
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--prefix', required=True, help='fp32 checkpoint prefix')
     p.add_argument('--epoch', type=int, default=0)
     p.add_argument('--network', default='net3', help='anchor preset of the model (as for RetinaFace)')

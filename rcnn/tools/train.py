@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import shlex
 import sys
 import time
 import traceback
@@ -43,6 +44,7 @@ from rcnn.fileio import atomic_open, check_writable_dir, open_append, refuse_sym
 from rcnn.interrupt import DeferredInterrupt
 from rcnn.symbol import get_backbone, get_symbol
 from rcnn.symbol.common import label_names
+from rcnn.cli import HelpFormatter
 
 logger = logging.getLogger('train')
 DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
@@ -57,6 +59,15 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+RECIPE_FLAGS = ('pretrained', 'lr', 'lr_step', 'batch_images')  # their defaults follow --network's recipe
+
+
+def recipe_defaults(network, dataset='retinaface'):
+    """{flag: default} of a network's recipe (rcnn/config.py)."""
+    cfg = get_config(network, dataset)
+    return {'pretrained': cfg.pretrained, 'lr': cfg.lr, 'lr_step': cfg.lr_step, 'batch_images': cfg.TRAIN.BATCH_IMAGES}
+
+
 def parse_args(argv=None):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument('--network', default='resnet')
@@ -66,23 +77,31 @@ def parse_args(argv=None):
         cfg = get_config(known.network, known.dataset)
     except ValueError as err:
         pre.error(str(err))
-    p = argparse.ArgumentParser(description='Train RetinaFace', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    recipes = {n: recipe_defaults(n, known.dataset) for n in ('mnet', 'resnet')}
+    p = argparse.ArgumentParser(description='Train RetinaFace. The defaults of --pretrained, --lr, --lr_step and '
+                                            '--batch_images follow --network (each flag lists both recipes).',
+                                formatter_class=HelpFormatter)
 
     def add(name, **kw):
         p.add_argument('--' + name, *(['--' + name.replace('_', '-')] if '_' in name else []), **kw)
 
-    add('network', default=known.network, choices=['mnet', 'resnet'], help='backbone')
+    def recipe(name, text):
+        return '%s (default: %s)' % (text, '; '.join('%s %s' % (n, recipes[n][name]) for n in ('mnet', 'resnet')))
+
+    add('network', default=known.network, choices=['mnet', 'resnet'], help='backbone, and with it the recipe')
     add('dataset', default=known.dataset, choices=['retinaface'], help='dataset layout')
     add('image_set', default=cfg.image_set, help='split folder to train on')
     add('root_path', default=cfg.root_path, help='parent of the roidb cache folder')
     add('dataset_path', default=cfg.dataset_path, help='folder with <split>/label.txt and <split>/images')
     add('prefix', default=DEFAULT_PREFIX, help='checkpoint prefix')
-    add('pretrained', default=cfg.pretrained, help="ImageNet backbone prefix; 'none' (or '') trains from scratch")
-    add('pretrained_epoch', type=int, default=cfg.pretrained_epoch, help='epoch of the backbone checkpoint')
+    add('pretrained', default=None,
+        help=recipe('pretrained', "weights to start from: an ImageNet backbone prefix, or a whole detector to "
+                                  "fine-tune (e.g. model/mnet.25); 'none' trains from scratch"))
+    add('pretrained_epoch', type=int, default=cfg.pretrained_epoch, help='epoch of the --pretrained checkpoint')
     add('begin_epoch', type=int, default=0, help='first epoch (with --resume: taken from the checkpoint)')
     add('end_epoch', type=int, default=None, help='stop after this epoch (default: the last --lr_step)')
-    add('lr', type=float, default=cfg.lr, help='base learning rate')
-    add('lr_step', default=cfg.lr_step, help='epochs where the learning rate changes')
+    add('lr', type=float, default=None, help=recipe('lr', 'base learning rate'))
+    add('lr_step', default=None, help=recipe('lr_step', 'epochs where the learning rate changes'))
     add('wd', type=float, default=cfg.wd, help='weight decay')
     add('frequent', type=int, default=20, help='Speedometer period (batches)')
     add('kvstore', default=None, choices=KVSTORES,
@@ -96,7 +115,7 @@ def parse_args(argv=None):
     add('anchors', default='net3', choices=TRAINABLE_PRESETS,
         help='anchor preset: net3 (strides 32-8, the published models), net4 (+ stride 4), net5 (the paper: '
              'strides 64-4, 3 anchors per cell), net6 (128-4); "a" variants add the 1.5 aspect ratio')
-    add('batch_images', type=int, default=cfg.TRAIN.BATCH_IMAGES, help='images per device per iteration')
+    add('batch_images', type=int, default=None, help=recipe('batch_images', 'images per device per iteration'))
     add('image_size', type=int, default=cfg.IMAGE_SIZE, help='side of the square training crop (multiple of 32)')
     add('seed', type=int, default=0, help='seed of python, numpy, mxnet and the data pipeline')
     add('resume', action='store_true', help='continue from the newest complete epoch of --prefix')
@@ -112,6 +131,11 @@ def parse_args(argv=None):
     add('max_batches', type=int, default=0, help='cap on batches per epoch (0 = whole epoch); for quick runs')
     add('no_landmarks', action='store_true', help='a box-only model (FACE_LANDMARK False): no landmark head')
     args = p.parse_args(argv)
+    args.recipe_defaults = []
+    for name in RECIPE_FLAGS:  # the recipe of the network asked for, where the flag was not given
+        if getattr(args, name) is None:
+            setattr(args, name, recipes[args.network][name])
+            args.recipe_defaults.append(name)
     top = max(anchor_config(args.anchors)['strides'])
     if args.image_size > MAX_IMAGE_SIZE:
         p.error('--image_size %d: training crops are at most %d px (the recipe uses 640)'
@@ -315,8 +339,11 @@ def initial_params(args, cfg, sym, shapes, dist=False):
         unfit = set(_checkpoint_fit(given, sym, shapes))  # a detector checkpoint also gives neck and heads
         arg = {k: v for k, v in arg.items() if k in names and k not in unfit}
         aux = {k: v for k, v in aux.items() if k in names and k not in unfit}
-        logger.info('backbone from %s: %d of its tensors used (%d of the backbone)', params, len(arg) + len(aux),
-                    len(fits))
+        if len(arg) + len(aux) > len(fits):  # neck and heads too: a detector checkpoint being fine-tuned
+            logger.info('weights from %s (a whole detector: %d tensors, the backbone\'s %d among them)', params,
+                        len(arg) + len(aux), len(fits))
+        else:
+            logger.info('backbone from %s: %d of its tensors used', params, len(fits))
         return arg, aux, args.begin_epoch, True, None
     logger.info('no --pretrained backbone given: training %s from scratch (random initialisation)', args.network)
     return None, None, args.begin_epoch, False, None
@@ -387,6 +414,14 @@ def main(argv=None):
     if not os.path.basename(prefix):
         print('error: --prefix %s names a folder: give a file prefix such as %smnet' % (prefix, prefix), flush=True)
         return 2
+    starting_fresh = not (args.resume and list_epochs(prefix))
+    if args.pretrained and starting_fresh:  # before the lock and the log: a bare `python train.py` writes nothing
+        params = '%s-%04d.params' % (args.pretrained, args.pretrained_epoch)
+        if not os.path.isfile(params):
+            print('error: --pretrained %s: %s not found (put the ImageNet backbone or the detector there, point '
+                  '--pretrained/--pretrained_epoch at it, or pass --pretrained none to train from scratch)'
+                  % (args.pretrained, params), flush=True)
+            return 2
     try:
         check_writable_dir(os.path.dirname(os.path.abspath(prefix)), '--prefix folder')
         refuse_planted_links(prefix)
@@ -404,7 +439,10 @@ def main(argv=None):
     except OSError as err:
         print('error: %s' % err, flush=True)
         return 2
-    logger.info('arguments: %s', vars(args))
+    logger.info('arguments: %s', {k: v for k, v in vars(args).items() if k != 'recipe_defaults'})
+    if args.recipe_defaults:
+        logger.info('recipe of --network %s for the flags not given: %s', args.network,
+                    ', '.join('--%s %s' % (k, getattr(args, k) or 'none') for k in args.recipe_defaults))
     logger.info('devices: %s, kvstore %s%s; engine %s, %s compute thread(s), %d data worker(s)', ctx_text,
                 kv_name, ' (worker %d of %d)' % (rank, workers) if workers > 1 else '',
                 os.environ.get('MXNET_ENGINE_TYPE', 'ThreadedEnginePerDevice'),
@@ -416,6 +454,10 @@ def main(argv=None):
     except AnnotationError as err:
         logger.error('error: %s', err)
         return 2
+    if cfg.FACE_LANDMARK and roidb and not any((rec['landmarks'][:, :, 2] >= 0).any() for rec in roidb
+                                                if len(rec['landmarks'])):
+        logger.warning('no training face of %s has landmarks (every point -1): the landmark head gets no target '
+                       'and its loss reads 0; --no_landmarks trains a box-only model', dataset.label_path)
     if cfg.TRAIN.FLIP:
         roidb = roidb + flip_roidb(roidb)
     if workers > 1:
@@ -556,8 +598,12 @@ def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, ar
         return 130
     logger.info('training done in %.1f min; final checkpoint %s-%04d.params', (time.time() - start) / 60, prefix,
                 args.end_epoch)
-    logger.info('evaluate it with: python test.py --network %s --prefix %s --epoch %d (the defaults pick the newest '
-                'checkpoint of %s)', args.anchors, prefix, args.end_epoch, DEFAULT_PREFIX)
+    gt = 'data/widerface/ground_truth'
+    logger.info('evaluate it (single scale, about a minute per 300 images on 2 cores) with: python test.py '
+                '--network %s --prefix %s --epoch %d --dataset_path %s --mode 0 --output out/%s%s', args.anchors,
+                shlex.quote(prefix), args.end_epoch, shlex.quote(args.dataset_path),
+                shlex.quote(os.path.basename(prefix)),
+                ' --gt %s' % gt if os.path.isdir(gt) else ' (add --gt <folder of wider_*_val.mat> for the official AP)')
     return 0
 
 
