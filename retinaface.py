@@ -21,9 +21,10 @@ import numpy as np
 
 from rcnn.core.checkpoint import CheckpointError
 from rcnn.core.inference import MAX_BOUND_PIXELS, MAX_BOUND_SHAPES, load_model  # noqa: F401 (documented limits)
-from rcnn.dataset.retinaface import check_jpeg_complete
+from rcnn.imageio import read_image
 from rcnn.processing.align import similarity_transform, template as align_template
-from rcnn.processing.anchors import AnchorCache, anchor_config
+from rcnn.presets import anchor_config
+from rcnn.processing.anchors import AnchorCache
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
 from rcnn.processing.decode import HeadLayoutError, decode_level, head_layout
 from rcnn.processing.nms import bbox_vote, nms
@@ -34,18 +35,6 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 FACE_COLOUR, MASK_COLOUR = (0, 0, 255), (0, 255, 0)  # BGR: red box; green for a masked face (Anti-Cov)
 LANDMARK_COLOURS = [(0, 255, 0), (0, 0, 255), (0, 0, 255), (0, 255, 0), (0, 0, 255)]  # BGR per point
-
-
-def read_image(path):
-    """BGR uint8 image from a file; ValueError naming the file when it is missing, not an image, or a JPEG cut
-    short (OpenCV would decode the missing rows as grey with no error)."""
-    if not os.path.isfile(path):
-        raise ValueError('image not found: %s' % path)
-    check_jpeg_complete(path)
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError('not a readable image file: %s' % path)
-    return img
 
 
 def as_bgr(img):
@@ -120,7 +109,7 @@ class RetinaFace:
     :param prefix: checkpoint prefix (``prefix-symbol.json`` + ``prefix-%04d.params``), or a ``.onnx`` file
     :param epoch: checkpoint epoch (unused for an ``.onnx`` file)
     :param ctx_id: GPU id, or -1 for the CPU
-    :param network: anchor/normalisation preset ('net3' for both published models; see anchors.NETWORK_PRESETS)
+    :param network: anchor/normalisation preset ('net3' for both published models; see rcnn/presets.py)
     :param nms: IoU threshold of NMS (or of box voting)
     :param nocrop: zero-pad the input bottom/right to multiples of 32
     :param decay4: score multiplier of the stride-4 level (networks with 4+ levels)
@@ -171,7 +160,7 @@ class RetinaFace:
         self.use_landmarks = first['landmark'] is not None
         self.use_mask = first['type'] is not None  # Anti-Cov: faces get a sixth column, the mask score
         self._check_anchor_count(source, self.model.probe_shapes)
-        self._lock = threading.RLock()  # one call at a time: the bound executors and their inputs are shared
+        self._lock = threading.Lock()  # one call at a time: the bound executors and their inputs are shared
 
     @property
     def sym(self):

@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, ROOT)
 from rcnn.config import get_config  # noqa: E402
-from rcnn.core import ohem  # noqa: E402
+from rcnn.symbol import ohem  # noqa: E402
 from rcnn.core.loader import CropLoader  # noqa: E402
 from rcnn.core.metric import get_metrics  # noqa: E402
 from rcnn.dataset.retinaface import RetinaFaceDataset, flip_roidb  # noqa: E402

@@ -201,7 +201,7 @@ def main():
     args.work = os.path.abspath(args.work)
     os.makedirs(args.work, exist_ok=True)
     sys.path.insert(0, ROOT)
-    from rcnn.processing.anchors import anchor_config
+    from rcnn.presets import anchor_config
     presets = [a.strip() for a in args.anchors.split(',') if a.strip()]
     runs, reports = [], {}
     for k, anchors in enumerate(presets):
@@ -221,7 +221,7 @@ def main():
 def run_one(args, data, gt, backbone, ref_log, prefix, anchors, published):
     """Train (for --minutes), evaluate and plot one preset; returns its report (with the log rows)."""
     from rcnn.core.checkpoint import list_epochs
-    from rcnn.processing.anchors import anchor_config
+    from rcnn.presets import anchor_config
     strides = anchor_config(anchors)['strides']
     start = time.time()
     if args.minutes > 0:

@@ -8,7 +8,7 @@ import copy
 
 from easydict import EasyDict
 
-from rcnn.processing.anchors import anchor_config
+from rcnn.presets import anchor_config
 
 __all__ = ['get_config', 'NETWORKS', 'DATASETS']
 
@@ -18,7 +18,7 @@ def _common():
         'NETWORK': '',                 # 'mnet' or 'resnet': the backbone family
         'DATASET': '',                 # dataset preset name ('retinaface')
         'NUM_CLASSES': 2,              # background + face
-        'ANCHOR_NETWORK': 'net3',      # anchor preset name (rcnn.processing.anchors.NETWORK_PRESETS)
+        'ANCHOR_NETWORK': 'net3',      # anchor preset name (rcnn/presets.py)
         'RPN_FEAT_STRIDE': (32, 16, 8),  # pixels per feature cell of each FPN level, graph output order
         'RPN_ANCHOR_CFG': None,        # {'stride': {SCALES, BASE_SIZE (px), RATIOS (h/w)}}, filled from ANCHOR_NETWORK
         'NUM_ANCHORS': 2,              # anchors per feature cell (ratios x scales)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rcnn.config import get_config
-from rcnn.core.ohem import ohem_labels
+from rcnn.symbol.ohem import ohem_labels
 from rcnn.core.schedule import RetinaFaceScheduler, WARMUP_STEP_FACTOR, parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb, parse_label_file
 from rcnn.io.image import color_jitter, random_crop

@@ -25,6 +25,7 @@ from rcnn.compat import mx
 import numpy as np
 
 from rcnn.io.image import get_crop_image
+from rcnn.imageio import AnnotationError
 from rcnn.io.rpn import AnchorAssigner
 
 __all__ = ['CropLoader', 'batch_seed', 'make_batch', 'DataWorkerError', 'LoaderMemoryError', 'BatchSlot']
@@ -104,11 +105,14 @@ class BatchSlot:
             mx.base.check_call(mx.base._LIB.MXNDArrayWaitToWrite(nd.handle))
 
 
-def _loader_state(roidb, cfg, slots):
-    return {'roidb': roidb, 'cfg': cfg, 'slots': slots,
-            'assigner': AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, cfg.IMAGE_SIZE,
-                                       cfg.TRAIN.RPN_POSITIVE_OVERLAP, cfg.TRAIN.RPN_NEGATIVE_OVERLAP,
-                                       cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD, cfg.FACE_LANDMARK)}
+def make_assigner(cfg):
+    return AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, cfg.IMAGE_SIZE, cfg.TRAIN.RPN_POSITIVE_OVERLAP,
+                          cfg.TRAIN.RPN_NEGATIVE_OVERLAP, cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD,
+                          cfg.FACE_LANDMARK)
+
+
+def _loader_state(roidb, cfg, slots, assigner=None):
+    return {'roidb': roidb, 'cfg': cfg, 'slots': slots, 'assigner': assigner or make_assigner(cfg)}
 
 
 def _worker_main(conn, roidb, cfg, slots, parent):
@@ -209,7 +213,6 @@ def make_batch(job, state):
 
 def _worker_error(kind, message):
     """The exception a worker reported, raised again here: a bad image stays an AnnotationError."""
-    from rcnn.dataset.retinaface import AnnotationError
     return AnnotationError(message) if kind == 'AnnotationError' else DataWorkerError(
         'a data worker failed: %s: %s' % (kind, message))
 
@@ -236,7 +239,7 @@ class CropLoader(mx.io.DataIter):
         self.prefetch = max(1, prefetch)
         self.epoch = 0
         size = cfg.IMAGE_SIZE
-        assigner = AnchorAssigner(cfg.RPN_ANCHOR_CFG, cfg.RPN_FEAT_STRIDE, size, landmarks=cfg.FACE_LANDMARK)
+        assigner = make_assigner(cfg)
         self.provide_data = [mx.io.DataDesc('data', (batch_size, 3, size, size))]
         self.provide_label = [mx.io.DataDesc(n, s) for n, s in assigner.label_shapes(batch_size)]
         self.data_name, self.label_name = ['data'], [d.name for d in self.provide_label]
@@ -251,8 +254,7 @@ class CropLoader(mx.io.DataIter):
                 '--image_size' % (need / 1e9, in_flight + HELD_BY_CONSUMER, batch_size, size, size,
                                   available / 1e9, workers))
         self._slots = [BatchSlot(shapes) for _ in range(in_flight + HELD_BY_CONSUMER)]
-        self._state = _loader_state(roidb, cfg, self._slots)
-        self.assigner = self._state['assigner']
+        self._state = _loader_state(roidb, cfg, self._slots, assigner)
         if workers > 0:  # forked after the slots are mapped: the workers write into the same memory
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)  # OpenCV's thread pool stopped before the fork: a forked copy of it deadlocks
@@ -262,7 +264,6 @@ class CropLoader(mx.io.DataIter):
                     self._pool.append(_Worker(index, roidb, cfg, self._slots))
             finally:
                 cv2.setNumThreads(threads)
-        self.faces_seen = 0
         self.max_batches = 0  # > 0: cap on batches per epoch (quick runs, tests)
         self.reset_epoch(0)
 
@@ -314,19 +315,17 @@ class CropLoader(mx.io.DataIter):
         if self._pool is None:
             slot = self._take_slot()
             indices, seed = self._jobs[self._cursor]
-            faces = make_batch((indices, seed, slot), self._state)
+            make_batch((indices, seed, slot), self._state)
         else:
             self._fill()
             slot, worker = self._pending.popleft()
             answer = worker.result(WORKER_TIMEOUT)
             if answer[0] != 'ok':
                 raise _worker_error(answer[1], answer[2])
-            faces = answer[1]
         self._held.append(slot)
         if self._pool is not None:
             self._fill()
         self._cursor += 1
-        self.faces_seen += faces
         nds = self._slots[slot].ndarrays()
         return mx.io.DataBatch(data=[nds['data']], label=[nds[n] for n in self.label_name], pad=0,
                                provide_data=self.provide_data, provide_label=self.provide_label)

@@ -6,6 +6,7 @@ RPNLogLoss_s{s} (cross-entropy over the anchors OHEM kept).
 """
 from rcnn.compat import mx
 import numpy as np
+from rcnn.names import head_name
 
 __all__ = ['get_metrics', 'RPNAccMetric', 'RPNLogLossMetric', 'RPNRegressionMetric']
 
@@ -29,7 +30,7 @@ class RPNAccMetric(_ByName):
 
     def __init__(self, stride, output_names):
         super().__init__('RPNAcc_s%d' % stride, output_names,
-                         ['face_rpn_cls_prob_stride%d' % stride, 'face_rpn_label_stride%d' % stride])
+                         [head_name('cls_prob', stride), head_name('label', stride)])
 
     def reset(self):
         super().reset()
@@ -53,7 +54,7 @@ class RPNLogLossMetric(_ByName):
 
     def __init__(self, stride, output_names):
         super().__init__('RPNLogLoss_s%d' % stride, output_names,
-                         ['face_rpn_cls_prob_stride%d' % stride, 'face_rpn_label_stride%d' % stride])
+                         [head_name('cls_prob', stride), head_name('label', stride)])
 
     def update(self, labels, preds):
         prob, label = self.outputs(preds)
@@ -89,10 +90,10 @@ def get_metrics(output_names, strides, landmarks=True):
     metric = mx.metric.CompositeEvalMetric()
     for s in strides:
         metric.add(RPNAccMetric(s, output_names))
-        metric.add(RPNRegressionMetric('RPNL1Loss_s%d' % s, 'face_rpn_bbox_loss_stride%d' % s,
-                                       'face_rpn_bbox_weight_stride%d' % s, 4, output_names))
+        metric.add(RPNRegressionMetric('RPNL1Loss_s%d' % s, head_name('bbox_loss', s),
+                                       head_name('bbox_weight', s), 4, output_names))
         if landmarks:
-            metric.add(RPNRegressionMetric('RPNLandMarkL1Loss_s%d' % s, 'face_rpn_landmark_loss_stride%d' % s,
-                                           'face_rpn_landmark_weight_stride%d' % s, 10, output_names))
+            metric.add(RPNRegressionMetric('RPNLandMarkL1Loss_s%d' % s, head_name('landmark_loss', s),
+                                           head_name('landmark_weight', s), 10, output_names))
         metric.add(RPNLogLossMetric(s, output_names))
     return metric

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from rcnn.fileio import atomic_open
+from rcnn.imageio import AnnotationError, check_jpeg_complete, read_image as read_training_image  # noqa: F401
 from rcnn.processing.bbox_transform import flip_boxes, flip_landmarks
 
 __all__ = ['AnnotationError', 'unsafe_image_path', 'parse_label_file', 'xywh_to_boxes', 'read_training_image', 'check_jpeg_complete',
@@ -33,10 +34,6 @@ _CACHE_ARRAYS = {'boxes': (np.float32, (-1, 4)), 'landmarks': (np.float32, (-1, 
 _CACHE_SCALARS = {'image': str, 'width': int, 'height': int, 'flipped': bool, 'rel_path': str, 'where': str}
 FLAG_VISIBLE, FLAG_OCCLUDED, FLAG_MISSING = 1.0, 0.0, -1.0
 BLUR_DEFAULT = 0.3  # negative blur values in the file mean "unknown"
-
-
-class AnnotationError(ValueError):
-    """A label file or image problem, with the file and line it comes from."""
 
 
 def _face_values(values, where, with_landmarks):
@@ -146,32 +143,6 @@ def xywh_to_boxes(xywh, width, height):
     xywh = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
     return np.stack([xywh[:, 0], xywh[:, 1], np.minimum(xywh[:, 0] + xywh[:, 2], width),
                      np.minimum(xywh[:, 1] + xywh[:, 3], height)], axis=1)
-
-
-def check_jpeg_complete(path):
-    """Raise ValueError when a JPEG file is cut short: OpenCV decodes such a file with only a libjpeg warning
-    (no file name) and grey for the missing rows, so a truncated download would be trained on silently."""
-    with open(path, 'rb') as f:
-        head = f.read(2)
-        if head != b'\xff\xd8':
-            return  # not a JPEG: OpenCV's own check applies
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - 4096))  # the marker may be followed by a short trailer some cameras append
-        tail = f.read()
-    if b'\xff\xd9' not in tail:  # cannot occur inside entropy-coded data (0xFF is stuffed there)
-        raise ValueError('truncated JPEG (no end-of-image marker): %s' % path)
-
-
-def read_training_image(path):
-    """BGR image of a training file; ValueError naming the file when it is missing, unreadable or truncated."""
-    if not os.path.isfile(path):
-        raise ValueError('image not found: %s' % path)
-    check_jpeg_complete(path)
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError('not a readable image: %s' % path)
-    return img
 
 
 def _image_size(path):

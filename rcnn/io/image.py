@@ -13,6 +13,8 @@ import math
 import cv2
 import numpy as np
 
+from rcnn.imageio import AnnotationError, read_image
+
 __all__ = ['load_image', 'CropWindow', 'crop_window', 'resize_crop', 'random_crop', 'color_jitter', 'to_tensor',
            'crop_to_tensor', 'get_crop_image']
 GRAY_WEIGHTS_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
@@ -24,9 +26,8 @@ def load_image(rec):
     An image that became unreadable or truncated after the roidb was built raises AnnotationError naming
     the label line of the image.
     """
-    from rcnn.dataset.retinaface import AnnotationError, read_training_image
     try:
-        img = read_training_image(rec['image'])
+        img = read_image(rec['image'])
     except ValueError as err:
         where = rec.get('where', rec['image'])
         raise AnnotationError('%s: %s (changed since the roidb cache was built?)' % (where, err)) from None

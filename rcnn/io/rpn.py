@@ -3,6 +3,7 @@ import numpy as np
 
 from rcnn.processing.anchors import AnchorCache
 from rcnn.processing.bbox_transform import best_overlaps, landmark_transform, nonlinear_transform
+from rcnn.names import label_name
 
 __all__ = ['AnchorAssigner']
 LANDMARK_MISSING = -1.0
@@ -46,12 +47,12 @@ class AnchorAssigner:
         shapes = []
         for s in self.strides:
             A, hw = self.num_anchors[s], self.feat[s] ** 2
-            shapes += [('face_label_stride%d' % s, (batch, A * hw)),
-                       ('face_bbox_target_stride%d' % s, (batch, 4 * A, hw)),
-                       ('face_bbox_weight_stride%d' % s, (batch, 4 * A, hw))]
+            shapes += [(label_name('label', s), (batch, A * hw)),
+                       (label_name('bbox_target', s), (batch, 4 * A, hw)),
+                       (label_name('bbox_weight', s), (batch, 4 * A, hw))]
             if self.landmarks:
-                shapes += [('face_landmark_target_stride%d' % s, (batch, 10 * A, hw)),
-                           ('face_landmark_weight_stride%d' % s, (batch, 10 * A, hw))]
+                shapes += [(label_name('landmark_target', s), (batch, 10 * A, hw)),
+                           (label_name('landmark_weight', s), (batch, 10 * A, hw))]
         return shapes
 
     def empty_labels(self, batch):
@@ -92,17 +93,17 @@ class AnchorAssigner:
         for s, count in zip(self.strides, self.counts):
             A, hw = self.num_anchors[s], self.feat[s] ** 2
             sl = slice(start, start + count)
-            out['face_label_stride%d' % s][b] = labels[sl]
-            target = out['face_bbox_target_stride%d' % s][b].reshape(A, 4, hw)  # channel a*4 + k
-            weight = out['face_bbox_weight_stride%d' % s][b].reshape(A, 4, hw)
+            out[label_name('label', s)][b] = labels[sl]
+            target = out[label_name('bbox_target', s)][b].reshape(A, 4, hw)  # channel a*4 + k
+            weight = out[label_name('bbox_weight', s)][b].reshape(A, 4, hw)
             if box_t is None:
                 target[:] = 0
             else:
                 np.copyto(target, box_t[sl].reshape(A, hw, 4).transpose(0, 2, 1), casting='unsafe')
             np.copyto(weight, fg[sl].reshape(A, 1, hw), casting='unsafe')
             if self.landmarks:
-                lt = out['face_landmark_target_stride%d' % s][b]
-                lw = out['face_landmark_weight_stride%d' % s][b]
+                lt = out[label_name('landmark_target', s)][b]
+                lw = out[label_name('landmark_weight', s)][b]
                 lt[:] = 0
                 lw[:] = 0
                 if lmk is not None:

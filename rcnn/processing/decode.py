@@ -3,10 +3,11 @@
 The detector calls this for every level, scale and flip of an image; tests call it directly with head
 maps they build, so that training targets can be checked against exactly what inference decodes.
 """
-import re
 
 import numpy as np
 
+from rcnn.names import HEAD_KINDS, parse_head_name
+from rcnn.presets import MASK_PRESETS, PRESET_FOR_STRIDES
 from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred
 
 __all__ = ['decode_level', 'two_class_softmax', 'head_layout', 'HeadLayoutError', 'HEAD_KINDS']
@@ -60,12 +61,6 @@ def two_class_softmax(scores):
     return np.concatenate((1.0 - face, face), axis=1).astype(np.float32, copy=False)
 
 
-# Output names of RetinaFace test graphs: face_rpn_<kind>_stride<s> (MXNet appends '_output').
-HEAD_KINDS = {'cls_prob_reshape': 'cls', 'bbox_pred': 'bbox', 'landmark_pred': 'landmark', 'type_prob_reshape': 'type'}
-_HEAD_NAME = re.compile(r'^face_rpn_(%s)_stride(\d+)(_output)?$' % '|'.join(HEAD_KINDS))
-PRESET_FOR_LEVELS = {(32, 16, 8): 'net3', (32, 16, 8, 4): 'net4', (64, 32, 16, 8, 4): 'net5',
-                     (128, 64, 32, 16, 8, 4): 'net6'}
-MASK_PRESETS = ('net3l',)  # presets of mask-aware (Anti-Cov) graphs: they need the type head
 
 
 class HeadLayoutError(ValueError):
@@ -87,17 +82,17 @@ def head_layout(output_names, strides, network, source):
         if '_cas' in name:
             raise HeadLayoutError('%s: output %s belongs to a cascade model (the original\'s CASCADE heads); this '
                                   'detector decodes single-stage RetinaFace graphs only' % (source, name))
-        m = _HEAD_NAME.match(name)
-        if m is None:
+        parsed = parse_head_name(name)
+        if parsed is None:
             raise HeadLayoutError('%s: output %s is not a RetinaFace head (face_rpn_{%s}_stride<s>); outputs: %s'
                                   % (source, name, ','.join(HEAD_KINDS), ', '.join(output_names)))
-        key = (int(m.group(2)), HEAD_KINDS[m.group(1)])
+        key = (parsed[1], parsed[0])
         if key in found:
             raise HeadLayoutError('%s: output %s appears twice' % (source, name))
         found[key] = i
     graph_strides = tuple(sorted({s for s, _ in found}, reverse=True))
     kinds = {k for _, k in found}
-    suggest = PRESET_FOR_LEVELS.get(graph_strides, 'a preset with strides %s' % (graph_strides,))
+    suggest = PRESET_FOR_STRIDES.get(graph_strides, 'a preset with strides %s' % (graph_strides,))
     if 'type' in kinds and graph_strides == (32, 16, 8):
         suggest = MASK_PRESETS[0]
     if graph_strides != tuple(strides):

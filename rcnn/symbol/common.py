@@ -11,6 +11,7 @@ Diagram (3 levels, F = HEAD_FILTER_NUM, K = F * CONTEXT_FILTER_RATIO, A = anchor
 Parameter names follow the published checkpoints (see ``NAME_SCHEMES``), so their weights load as is.
 """
 from rcnn.compat import mx
+from rcnn.names import head_name, label_name, label_names  # noqa: F401 (label_names re-exported)
 
 __all__ = ['PRESET_ATTR', 'NAME_SCHEMES', 'layer_name', 'out_name', 'conv_act_layer', 'fpn_neck', 'ssh_context', 'build_heads',
            'test_outputs', 'train_outputs', 'label_names']
@@ -57,16 +58,7 @@ def layer_name(scheme, kind, stride):
     return '%s_c%d_%s' % (scheme, k, suffix)
 
 
-def out_name(kind, stride):
-    """Name of a per-stride head node, e.g. out_name('cls_score', 32) -> 'face_rpn_cls_score_stride32'."""
-    return 'face_rpn_%s_stride%d' % (kind, stride)
-
-
-def label_names(strides, landmarks=True):
-    """The label arrays the training graph consumes, strides in graph order: 5 per stride (15), or 3 per
-    stride for a box-only graph (FACE_LANDMARK False)."""
-    kinds = ('label', 'bbox_target', 'bbox_weight') + (('landmark_target', 'landmark_weight') if landmarks else ())
-    return ['face_%s_stride%d' % (k, s) for s in strides for k in kinds]
+out_name = head_name  # the name the graph builders use (rcnn/names.py)
 
 
 def _conv_vars(name, bias_wd_mult):
@@ -237,8 +229,8 @@ def test_outputs(heads, cfg):
     for s in cfg.RPN_FEAT_STRIDE:
         cls, box, lmk = heads[s]
         # (N, 2A, H, W) -> (N, 2, A*H, W): class-major channels become a 2-way axis for the softmax
-        score = mx.sym.Reshape(cls, shape=(0, 2, -1, 0), name='face_rpn_cls_score_reshape_stride%d' % s)
-        prob = mx.sym.SoftmaxActivation(score, mode='channel', name='face_rpn_cls_prob_stride%d' % s)
+        score = mx.sym.Reshape(cls, shape=(0, 2, -1, 0), name=head_name('cls_score_reshape', s))
+        prob = mx.sym.SoftmaxActivation(score, mode='channel', name=head_name('cls_prob', s))
         prob = mx.sym.Reshape(prob, shape=(0, 2 * A, -1, 0), name=out_name('cls_prob_reshape', s),
                               attr={PRESET_ATTR: cfg.ANCHOR_NETWORK})  # the preset the model decodes with
         outs += [prob, box] + ([lmk] if lmk is not None else [])
@@ -251,7 +243,7 @@ def train_outputs(heads, cfg):
     OHEM relabels the anchors in-graph (custom op ``rpn_fpn_ohem``); box and landmark weights are then
     restricted to the positives OHEM kept. Losses follow the original recipe (training.md sections 6-7).
     """
-    from rcnn.core import ohem  # noqa: F401  (registers the custom op)
+    from rcnn.symbol import ohem  # noqa: F401  (registers the custom op, part of the training graph)
     T = cfg.TRAIN
     if T.OHEM_MODE not in ohem.OHEM_MODES:
         raise ValueError('TRAIN.OHEM_MODE must be one of %s, got %r'
@@ -262,31 +254,31 @@ def train_outputs(heads, cfg):
     outs = []
     for s in cfg.RPN_FEAT_STRIDE:
         cls, box, lmk = heads[s]
-        label = mx.sym.Variable('face_label_stride%d' % s)                  # (B, A*H*W), (a, h, w) order
-        box_target = mx.sym.Variable('face_bbox_target_stride%d' % s)       # (B, 4A, H*W)
-        box_weight = mx.sym.Variable('face_bbox_weight_stride%d' % s)       # (B, 4A, H*W)
-        score = mx.sym.Reshape(cls, shape=(0, 2, -1), name='face_rpn_cls_score_reshape_stride%d' % s)
+        label = mx.sym.Variable(label_name('label', s))                  # (B, A*H*W), (a, h, w) order
+        box_target = mx.sym.Variable(label_name('bbox_target', s))       # (B, 4A, H*W)
+        box_weight = mx.sym.Variable(label_name('bbox_weight', s))       # (B, 4A, H*W)
+        score = mx.sym.Reshape(cls, shape=(0, 2, -1), name=head_name('cls_score_reshape', s))
         ohem_label = mx.sym.Custom(score, label, op_type='rpn_fpn_ohem', batch_size=T.RPN_BATCH_SIZE,
                                    fg_fraction=T.RPN_FG_FRACTION, mode=T.OHEM_MODE,
-                                   name='face_rpn_ohem_stride%d' % s)
+                                   name=head_name('ohem', s))
         prob = mx.sym.SoftmaxOutput(score, label=ohem_label, multi_output=True, normalization='valid',
                                     use_ignore=True, ignore_label=-1, grad_scale=1.0, name=out_name('cls_prob', s))
         # kept positives (B, A*H*W) -> (B, A, H*W) -> repeat per coordinate: channel a*4 + k
         fg = mx.sym.Reshape(ohem_label == 1, shape=(0, A, -1))
         w_box = box_weight * mx.sym.repeat(fg, repeats=4, axis=1)
-        box_pred = mx.sym.Reshape(box, shape=(0, 0, -1), name='face_rpn_bbox_pred_reshape_stride%d' % s)
+        box_pred = mx.sym.Reshape(box, shape=(0, 0, -1), name=head_name('bbox_pred_reshape', s))
         box_diff = (box_pred - box_target) * w_box
         box_loss = mx.sym.smooth_l1(box_diff, scalar=T.SMOOTH_L1_SIGMA, name=out_name('bbox_loss', s) + '_')
         box_loss = mx.sym.MakeLoss(box_loss, grad_scale=box_scale, name=out_name('bbox_loss', s))
-        outs += [prob, mx.sym.BlockGrad(ohem_label, name='face_rpn_label_stride%d' % s), box_loss,
-                 mx.sym.BlockGrad(w_box, name='face_rpn_bbox_weight_stride%d' % s)]
+        outs += [prob, mx.sym.BlockGrad(ohem_label, name=head_name('label', s)), box_loss,
+                 mx.sym.BlockGrad(w_box, name=head_name('bbox_weight', s))]
         if lmk is not None:
-            lmk_target = mx.sym.Variable('face_landmark_target_stride%d' % s)  # (B, 10A, H*W)
-            lmk_weight = mx.sym.Variable('face_landmark_weight_stride%d' % s)  # (B, 10A, H*W)
+            lmk_target = mx.sym.Variable(label_name('landmark_target', s))  # (B, 10A, H*W)
+            lmk_weight = mx.sym.Variable(label_name('landmark_weight', s))  # (B, 10A, H*W)
             w_lmk = lmk_weight * mx.sym.repeat(fg, repeats=10, axis=1)
-            lmk_pred = mx.sym.Reshape(lmk, shape=(0, 0, -1), name='face_rpn_landmark_pred_reshape_stride%d' % s)
+            lmk_pred = mx.sym.Reshape(lmk, shape=(0, 0, -1), name=head_name('landmark_pred_reshape', s))
             lmk_loss = mx.sym.smooth_l1((lmk_pred - lmk_target) * w_lmk, scalar=T.SMOOTH_L1_SIGMA,
                                         name=out_name('landmark_loss', s) + '_')
             lmk_loss = mx.sym.MakeLoss(lmk_loss, grad_scale=lmk_scale, name=out_name('landmark_loss', s))
-            outs += [lmk_loss, mx.sym.BlockGrad(w_lmk, name='face_rpn_landmark_weight_stride%d' % s)]
+            outs += [lmk_loss, mx.sym.BlockGrad(w_lmk, name=head_name('landmark_weight', s))]
     return mx.sym.Group(outs)

@@ -82,7 +82,8 @@ def parse_args(argv=None):
     p.add_argument('--thresh', '--threshold', dest='thresh', type=float, default=None,
                    help='score threshold (default 0.8; 0.5 with --anonymize, which would rather cover too much)')
     p.add_argument('--scale', type=float, default=0.0,
-                   help='resize factor; 0 = the original demo rule (short side 1024, long side <= 1980)')
+                   help='resize factor; 0 = the original demo rule (short side 1024, long side <= 1980). '
+                        "RetinaFace.detect()'s default is scales=[1.0]: pass --scale 1.0 for the same faces")
     p.add_argument('--flip', action='store_true', help='also detect on the mirrored image')
     p.add_argument('--nms', type=float, default=0.4, help='NMS IoU threshold')
     p.add_argument('--mask_thresh', type=float, default=0.2,

@@ -109,7 +109,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=HelpFormatter)
     p.add_argument('--prefix', required=True, help='checkpoint prefix')
-    p.add_argument('--epoch', type=int, default=0)
+    p.add_argument('--epoch', type=int, default=0, help='checkpoint epoch (the NNNN of <prefix>-NNNN.params)')
     p.add_argument('--output', required=True, help='the .onnx file to write')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --output')
     args = p.parse_args(argv)

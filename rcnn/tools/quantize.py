@@ -209,11 +209,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=HelpFormatter)
     p.add_argument('--prefix', required=True, help='fp32 checkpoint prefix')
-    p.add_argument('--epoch', type=int, default=0)
+    p.add_argument('--epoch', type=int, default=0, help='checkpoint epoch (the NNNN of <prefix>-NNNN.params)')
     p.add_argument('--network', default='net3', help='anchor preset of the model (as for RetinaFace)')
     p.add_argument('--calib', default='data/retinaface/train', help='folder with label.txt and images/')
     p.add_argument('--num_calib', type=int, default=40, help='calibration images (a seeded sample)')
-    p.add_argument('--calib_mode', default='entropy', choices=CALIB_MODES)
+    p.add_argument('--calib_mode', default='entropy', choices=CALIB_MODES,
+                   help='entropy: KL-optimal thresholds; naive: the min/max seen')
     p.add_argument('--keep_fp32', default=DEFAULT_KEEP,
                    help="comma list of layers left in fp32: 'backbone' (every conv before the neck), 'first' "
                         "(the conv on the input), 'early' (backbone convs at stride <= 8), 'heads' (face_rpn_*), "

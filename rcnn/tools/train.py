@@ -35,7 +35,7 @@ from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, leg
                                   save_checkpoint, save_momentum, states_path)
 from rcnn.core.device import DeviceError, check_gpus
 from rcnn.core.freeze import STEM_PARAMS, freeze_plan
-from rcnn.processing.anchors import TRAINABLE_PRESETS, anchor_config
+from rcnn.presets import TRAINABLE_PRESETS, anchor_config
 from rcnn.core.loader import CropLoader, DataWorkerError, LoaderMemoryError
 from rcnn.core.metric import get_metrics
 from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
