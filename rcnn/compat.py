@@ -138,7 +138,11 @@ NATIVE_CHATTER = re.compile(r'MXNet start using engine|Loading symbol saved by p
 
 @contextlib.contextmanager
 def quiet_native_log():
-    """Hold what native code writes to stderr (fd 2) during the block; pass it on without NATIVE_CHATTER."""
+    """Hold what native code writes to stderr (fd 2) during the block; pass it on without NATIVE_CHATTER
+    (all of it where RETINAFACE_MXNET_LOG=1)."""
+    if os.environ.get('RETINAFACE_MXNET_LOG') == '1':
+        yield
+        return
     try:
         sys.stderr.flush()
         saved = os.dup(2)

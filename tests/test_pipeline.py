@@ -222,6 +222,7 @@ def test_threaded_engine_late_read_sees_its_batch(tmp_path, mode, ok):
     generate(str(tmp_path / 'retinaface'), train=12, val=1, seed=2)
     env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}
     env['MXNET_ENGINE_TYPE'] = 'ThreadedEnginePerDevice'
+    env['RETINAFACE_MXNET_LOG'] = '1'  # MXNet's own line naming the engine it started
     res = subprocess.run([sys.executable, '-c', LATE_READ, ROOT, str(tmp_path), mode], capture_output=True,
                          text=True, env=env, timeout=300)
     assert ('late read sees batch 0: %s' % ok) in res.stdout, res.stdout + res.stderr[-2000:]

@@ -199,8 +199,9 @@ def test_missing_pretrained_backbone_is_explained(tiny_set, tmp_path):
     args[args.index('--pretrained') + 1] = str(tmp_path / 'resnet-50')
     res = run_train(args)
     assert res.returncode == 2
-    assert 'pretrained backbone not found: %s-0000.params' % (tmp_path / 'resnet-50') in res.stdout
+    assert '%s-0000.params not found' % (tmp_path / 'resnet-50') in res.stdout
     assert '--pretrained none' in res.stdout and 'Traceback' not in res.stdout + res.stderr
+    assert sorted(os.listdir(tmp_path)) == []  # refused before anything is written: no lock, no log, no config
 
 
 def params_of(path):
