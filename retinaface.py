@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from rcnn.core.checkpoint import CheckpointError
-from rcnn.core.inference import MAX_BOUND_PIXELS, MAX_BOUND_SHAPES, load_model  # noqa: F401 (documented limits)
+from rcnn.core.inference import load_model
 from rcnn.imageio import read_image
 from rcnn.processing.align import similarity_transform, template as align_template
 from rcnn.presets import anchor_config

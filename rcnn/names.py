@@ -1,12 +1,14 @@
-"""Every tensor name of the graphs, in one place: head outputs (``face_rpn_<kind>_stride<s>``, what the detector
+"""Every name the graphs carry, in one place: head outputs (``face_rpn_<kind>_stride<s>``, what the detector
 reads and the checkpoints carry) and training labels (``face_<kind>_stride<s>``, what the loader feeds). Read by
-the graph builders, the label assigner, the metrics and the decoder.
+the graph builders, the label assigner, the metrics and the decoder; and the graph attribute that records a
+trained model's anchor preset.
 """
 import re
 
-__all__ = ['head_name', 'label_name', 'label_names', 'LABEL_KINDS', 'LANDMARK_LABEL_KINDS', 'HEAD_KINDS',
+__all__ = ['PRESET_ATTR', 'head_name', 'label_name', 'label_names', 'LABEL_KINDS', 'LANDMARK_LABEL_KINDS', 'HEAD_KINDS',
            'parse_head_name']
 
+PRESET_ATTR = '__anchor_preset__'  # test-graph attribute: the anchor preset a model trained here decodes with
 LABEL_KINDS = ('label', 'bbox_target', 'bbox_weight')
 LANDMARK_LABEL_KINDS = ('landmark_target', 'landmark_weight')
 # test-graph outputs the detector decodes: output kind -> head

@@ -15,7 +15,7 @@ import numpy as np
 from rcnn.compat import MXNetMissingError, mx
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite
 from rcnn.processing.decode import two_class_softmax
-from rcnn.symbol.common import PRESET_ATTR
+from rcnn.names import PRESET_ATTR
 
 __all__ = ['load_model', 'MXNetModel', 'OnnxModel', 'PRESET_ATTR', 'PRESET_METADATA', 'trained_preset']
 

@@ -8,8 +8,9 @@ Batches are handed over in shared memory: the loader maps a ring of batch slots 
 array, float32) before the workers are forked; a worker writes its batch straight into a slot and returns
 only a face count, and the main process wraps each slot once as zero-copy NDArrays. Nothing is pickled
 and nothing is copied in the main process. A slot is refilled only after MXNet has finished reading it
-and the batch has left the consumer's hands (the two most recent batches stay valid: the one training
-and the one prefetched, as ``train.fit`` holds them).
+and the consumer has handed the batch back: ``release(batch)`` (the training engine releases each batch once its
+last reader is issued). A consumer that never releases holds at most ``hold`` batches: asking for one more hands
+back its oldest.
 """
 import collections
 import ctypes
@@ -31,7 +32,6 @@ from rcnn.io.rpn import AnchorAssigner
 __all__ = ['CropLoader', 'batch_seed', 'make_batch', 'DataWorkerError', 'LoaderMemoryError', 'BatchSlot']
 logger = logging.getLogger(__name__)
 MADV_POPULATE_WRITE = 23  # linux/mman.h
-HELD_BY_CONSUMER = 2  # batches a consumer may still use after taking the next one (fit: current + following)
 
 
 class DataWorkerError(RuntimeError):
@@ -228,9 +228,10 @@ class CropLoader(mx.io.DataIter):
     A returned batch's arrays stay valid until two more batches have been taken.
     """
 
-    def __init__(self, roidb, cfg, batch_size, shuffle=True, workers=2, seed=0, prefetch=2):
+    def __init__(self, roidb, cfg, batch_size, shuffle=True, workers=2, seed=0, prefetch=2, hold=2):
         self._pool = None  # [_Worker] or None; first: close() and __del__ must work whatever __init__ raises
         super().__init__(batch_size)
+        self.hold = max(1, hold)  # batches the consumer may hold at once (the engine: computing + next)
         if len(roidb) < batch_size:
             raise ValueError('the training set has %d images (with flips), fewer than one batch of %d'
                              % (len(roidb), batch_size))
@@ -245,15 +246,15 @@ class CropLoader(mx.io.DataIter):
         self.data_name, self.label_name = ['data'], [d.name for d in self.provide_label]
         shapes = [(d.name, d.shape) for d in self.provide_data + self.provide_label]
         in_flight = workers * self.prefetch if workers > 0 else 1
-        need = (in_flight + HELD_BY_CONSUMER) * sum(int(np.prod(s)) * 4 for _, s in shapes)
+        need = (in_flight + self.hold) * sum(int(np.prod(s)) * 4 for _, s in shapes)
         available = _available_memory()
         if available is not None and need > available // 2:
             raise LoaderMemoryError(
                 'the batch slots need %.1f GB of shared memory (%d slots of %d crops of %dx%d with their anchor '
                 'targets) and %.1f GB are available: use fewer --workers (now %d), a smaller --batch_images or '
-                '--image_size' % (need / 1e9, in_flight + HELD_BY_CONSUMER, batch_size, size, size,
+                '--image_size' % (need / 1e9, in_flight + self.hold, batch_size, size, size,
                                   available / 1e9, workers))
-        self._slots = [BatchSlot(shapes) for _ in range(in_flight + HELD_BY_CONSUMER)]
+        self._slots = [BatchSlot(shapes) for _ in range(in_flight + self.hold)]
         self._state = _loader_state(roidb, cfg, self._slots, assigner)
         if workers > 0:  # forked after the slots are mapped: the workers write into the same memory
             threads = cv2.getNumThreads()
@@ -310,7 +311,7 @@ class CropLoader(mx.io.DataIter):
     def next(self):
         if self._cursor >= len(self._jobs):
             raise StopIteration
-        while len(self._held) >= HELD_BY_CONSUMER:  # the consumer is done with the oldest batch it holds
+        while len(self._held) >= self.hold:  # the consumer is done with the oldest batch it holds
             self._free.append(self._held.popleft())
         if self._pool is None:
             slot = self._take_slot()
@@ -327,8 +328,17 @@ class CropLoader(mx.io.DataIter):
             self._fill()
         self._cursor += 1
         nds = self._slots[slot].ndarrays()
-        return mx.io.DataBatch(data=[nds['data']], label=[nds[n] for n in self.label_name], pad=0,
-                               provide_data=self.provide_data, provide_label=self.provide_label)
+        batch = mx.io.DataBatch(data=[nds['data']], label=[nds[n] for n in self.label_name], pad=0,
+                                provide_data=self.provide_data, provide_label=self.provide_label)
+        batch.slot = slot
+        return batch
+
+    def release(self, batch):
+        """The consumer is done with `batch`: its slot may be refilled (once MXNet has finished reading it)."""
+        slot = getattr(batch, 'slot', None)
+        if slot in self._held:
+            self._held.remove(slot)
+            self._free.append(slot)
 
     def close(self):
         if self._pool is not None:

@@ -7,9 +7,12 @@ thresholds are the run's); the operating point is the lowest of the toolkit's 10
 hardest setting (Hard, or 'all' for a label.txt ground truth) still reaches ``precision``; a face is found there
 when a prediction at or above it is the first to match it.
 """
+import os
+
 import numpy as np
 
 from rcnn.dataset import widerface_eval as wider
+from rcnn.fileio import atomic_path
 
 __all__ = ['SIZE_BUCKETS', 'PRECISION', 'breakdown', 'format_breakdown', 'misses_picture']
 SIZE_BUCKETS = ((0, 16), (16, 32), (32, 64), (64, 128), (128, None))  # face height in the image, pixels
@@ -137,9 +140,8 @@ def misses_picture(result, preds, gt, image_path, out_path, count=8):
     image_path: (event, name) -> the image file, or None where it is not at hand.
     """
     import cv2
-    from rcnn.fileio import atomic_path
     hardest = _hardest(gt)
-    found, norm, matches = result['_found'], result['_norm'], result['_matches']
+    found, matches = result['_found'], result['_matches']
     misses, false_pos = [], []
     for i, key in enumerate(gt.images):
         if found is not None:
@@ -183,7 +185,6 @@ def explain(pred_dir, gt, out_dir=None, image_path=None, precision=PRECISION):
     """Breakdown of the prediction files of `pred_dir` (the images of `gt`), for ``widerface_eval.report``:
     {'events', 'recall_at_precision', 'misses_picture', 'lines'} (the log lines); writes ``misses.png`` into
     out_dir where image_path ((event, name) -> file) finds the images."""
-    import os
     preds, _ = wider.read_predictions(pred_dir, gt)
     result = breakdown(preds, gt, precision)
     lines = format_breakdown(result, list(gt.keep))

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 
-import cv2
 import numpy as np
 
 from rcnn.fileio import atomic_open

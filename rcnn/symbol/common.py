@@ -11,7 +11,7 @@ Diagram (3 levels, F = HEAD_FILTER_NUM, K = F * CONTEXT_FILTER_RATIO, A = anchor
 Parameter names follow the published checkpoints (see ``NAME_SCHEMES``), so their weights load as is.
 """
 from rcnn.compat import mx
-from rcnn.names import head_name, label_name, label_names  # noqa: F401 (label_names re-exported)
+from rcnn.names import PRESET_ATTR, head_name, label_name, label_names  # noqa: F401 (re-exported)
 
 __all__ = ['PRESET_ATTR', 'NAME_SCHEMES', 'layer_name', 'out_name', 'conv_act_layer', 'fpn_neck', 'ssh_context', 'build_heads',
            'test_outputs', 'train_outputs', 'label_names']
@@ -20,7 +20,6 @@ BN_EPS = 2e-5       # neck/head BatchNorm epsilon of the published graphs
 BN_MOMENTUM = 0.9   # BatchNorm moving-average momentum
 DCN_OFFSETS = 18    # 3x3 kernel: (dy, dx) per tap
 DCN_MASKS = 9       # 3x3 kernel: one modulation scalar per tap (DCNv2)
-PRESET_ATTR = '__anchor_preset__'  # test-graph attribute: the anchor preset a model was trained with
 
 # Neck/context layer names of the two published model families (network.md section 8), for strides 32, 16, 8.
 NAME_SCHEMES = {

@@ -1,4 +1,6 @@
-"""Train RetinaFace (mnet or resnet) on a dataset in the RetinaFace layout.
+"""The training command line: arguments, config, data, initial weights; the loop is rcnn/core/engine.py.
+
+Train RetinaFace (mnet or resnet) on a dataset in the RetinaFace layout.
 
     python train.py --network mnet --dataset retinaface --prefix model/retina --end_epoch 80
     python train.py --network resnet --pretrained model/resnet-50 --pretrained_epoch 0 --gpus 0,1,2,3
@@ -18,33 +20,27 @@ import logging
 import math
 import os
 import random
-import shlex
 import sys
-import time
 import traceback
-import warnings
 
 import numpy as np
 
 from rcnn.compat import MXNetMissingError, import_mxnet, mx
 from rcnn.cpu_engine import prefer_training_defaults
 
+from rcnn.cli import HelpFormatter
 from rcnn.config import get_config
 from rcnn.core.checkpoint import (CheckpointError, PrefixLock, latest_epoch, legacy_states_path, list_epochs,
-                                  load_checkpoint, load_momentum, load_params, non_finite, read_momentum, remove_epochs,
-                                  save_checkpoint, save_momentum, states_path)
+                                  load_checkpoint, load_params, read_momentum, remove_epochs, states_path)
 from rcnn.core.device import DeviceError, check_gpus
+from rcnn.core.engine import HELD_BATCHES, Run, train
 from rcnn.core.freeze import STEM_PARAMS, freeze_plan
-from rcnn.presets import TRAINABLE_PRESETS, anchor_config
-from rcnn.core.loader import CropLoader, DataWorkerError, LoaderMemoryError
-from rcnn.core.metric import get_metrics
-from rcnn.core.schedule import RetinaFaceScheduler, parse_lr_steps
+from rcnn.core.loader import CropLoader, LoaderMemoryError
+from rcnn.core.schedule import parse_lr_steps
 from rcnn.dataset.retinaface import AnnotationError, RetinaFaceDataset, flip_roidb
-from rcnn.fileio import atomic_open, check_writable_dir, open_append, refuse_symlink
-from rcnn.interrupt import DeferredInterrupt
+from rcnn.fileio import check_writable_dir, open_append, refuse_symlink
+from rcnn.presets import TRAINABLE_PRESETS, anchor_config
 from rcnn.symbol import get_backbone, get_symbol
-from rcnn.symbol.common import label_names
-from rcnn.cli import HelpFormatter
 
 logger = logging.getLogger('train')
 DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
@@ -53,10 +49,6 @@ DEFAULT_PREFIX = 'model/retinaface'  # the --prefix default here and in test.py
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync', 'dist_async')
 _DIST_KVSTORES = []
 MAX_IMAGE_SIZE = 4096
-
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 RECIPE_FLAGS = ('pretrained', 'lr', 'lr_step', 'batch_images')  # their defaults follow --network's recipe
@@ -210,11 +202,6 @@ def shard(roidb, rank, workers):
     return roidb[rank::workers][:per]
 
 
-def save_optimizer_states(mod, prefix, epoch):
-    """SGD momentum of `epoch` next to its params, atomically; None where the states live on the servers."""
-    return save_momentum(mod, states_path(prefix, epoch))
-
-
 def refuse_planted_links(prefix):
     """UnsafeOutputError when a file this run would write (or delete) is a symbolic link."""
     for path in ['%s%s' % (prefix, s) for s in ('.lock', '-config.json', '-train.log', '-symbol.json')] + \
@@ -359,33 +346,6 @@ def _param_shapes(taps, data_shape):
     return out
 
 
-def fit(mod, loader, metric, begin_epoch, end_epoch, batch_end, epoch_end, interrupt=None):
-    """The training loop (Module.fit's, without its re-initialisation): forward/backward, update, metric,
-    callbacks; the next batch is requested while the current one computes. `interrupt` (a DeferredInterrupt)
-    is checked after every step."""
-    check = interrupt.check if interrupt is not None else (lambda: None)
-    for epoch in range(begin_epoch, end_epoch):
-        tic = time.time()
-        metric.reset()
-        loader.reset_epoch(epoch)
-        nbatch = 0
-        batch = next(loader, None)
-        while batch is not None:
-            mod.forward_backward(batch)
-            mod.update()
-            following = next(loader, None)  # the data workers prepare it while the engine computes
-            mod.update_metric(metric, batch.label)
-            batch_end(mx.model.BatchEndParam(epoch=epoch, nbatch=nbatch, eval_metric=metric, locals=None))
-            nbatch += 1
-            batch = following
-            check()
-        for name, value in metric.get_name_value():
-            logger.info('Epoch[%d] Train-%s=%f', epoch, name, value)
-        logger.info('Epoch[%d] Time cost=%.3f', epoch, time.time() - tic)
-        epoch_end(epoch)
-        check()
-
-
 def main(argv=None):
     args = parse_args(argv)
     random.seed(args.seed)
@@ -475,7 +435,7 @@ def main(argv=None):
     test_sym = get_symbol(args.network, 'test', cfg)
     try:
         loader = CropLoader(roidb, cfg, batch, shuffle=cfg.TRAIN.SHUFFLE, workers=args.workers,
-                            seed=args.seed + 7919 * rank)
+                            seed=args.seed + 7919 * rank, hold=HELD_BATCHES)
     except LoaderMemoryError as err:
         logger.error('error: %s', err)
         return 2
@@ -492,119 +452,22 @@ def main(argv=None):
             return 0
         if existing and args.overwrite and not args.resume:  # only now: every input has been checked
             logger.info('--overwrite: deleted %s', ', '.join(remove_epochs(prefix)))
-        return _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params,
-                      begin_epoch, pretrained, momentum)
+        if not pretrained:
+            cfg.pretrained = ''  # recorded in -config.json: a later --resume must know the run began from scratch
+        # the stem is frozen only where its weights came from the checkpoint (a random stem must train)
+        frozen = [n for n in STEM_PARAMS[args.network] if n in (arg_params or {})] if cfg.LAYER_FIX and pretrained \
+            else []
+        fixed, zero_lr = freeze_plan(train_sym, frozen)  # frozen BatchNorms still follow the data (core/freeze.py)
+        if cfg.LAYER_FIX and not pretrained:
+            logger.info('LAYER_FIX ignored: the stem is random when training from scratch')
+        run = Run(prefix=prefix, network=args.network, anchors=args.anchors, end_epoch=args.end_epoch, lr=args.lr,
+                  lr_steps=args.lr_steps, wd=args.wd, frequent=args.frequent, resume=args.resume,
+                  dataset_path=args.dataset_path, max_batches=args.max_batches)
+        return train(run, cfg, loader, ctxs, kv, workers, train_sym, test_sym, (arg_params, aux_params), begin_epoch,
+                     momentum, fixed, zero_lr)
     finally:
         loader.close()
         lock.release()
-
-
-def _train(args, cfg, loader, ctxs, kv, workers, prefix, train_sym, test_sym, arg_params, aux_params, begin_epoch,
-           pretrained, momentum):
-    if args.max_batches:
-        loader.max_batches = args.max_batches
-    loader.reset_epoch(begin_epoch)
-    iters = loader.batches_per_epoch
-    batch = loader.batch_size
-    if not pretrained:
-        cfg.pretrained = ''  # recorded in -config.json: a later --resume must know the run began from scratch
-    # the stem is frozen only where its weights came from the checkpoint (a random stem must train)
-    frozen = [n for n in STEM_PARAMS[args.network] if n in (arg_params or {})] if cfg.LAYER_FIX and pretrained else []
-    fixed, zero_lr = freeze_plan(train_sym, frozen)  # frozen BatchNorms still follow the data (rcnn/core/freeze.py)
-    if cfg.LAYER_FIX and not pretrained:
-        logger.info('LAYER_FIX ignored: the stem is random when training from scratch')
-    with atomic_open(prefix + '-config.json', what='run config') as f:
-        json.dump(cfg, f, indent=1, default=str)
-    logger.info('%d samples, %d per batch, %d batches per epoch, epochs %d..%d', len(loader.roidb), batch, iters,
-                begin_epoch + 1, args.end_epoch)
-
-    mod = mx.mod.Module(train_sym, data_names=['data'],
-                        label_names=label_names(cfg.RPN_FEAT_STRIDE, cfg.FACE_LANDMARK), context=ctxs,
-                        fixed_param_names=fixed)
-    scheduler = RetinaFaceScheduler(args.lr, args.lr_steps, iters)
-    optimizer = mx.optimizer.SGD(learning_rate=args.lr, momentum=cfg.momentum, wd=args.wd,
-                                 rescale_grad=1.0 / (len(ctxs) * workers), lr_scheduler=scheduler,
-                                 begin_num_update=begin_epoch * iters)
-    optimizer.set_lr_mult({n: 0.0 for n in zero_lr})
-    optimizer.set_wd_mult({n: 0.0 for n in zero_lr})
-    # The losses normalise themselves (valid anchors, recipe grad scales): rescale_grad only averages devices.
-    warnings.filterwarnings('ignore', message='Optimizer created manually outside Module')
-    mod.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label, for_training=True)
-    mod.init_params(mx.init.Xavier(), arg_params=arg_params, aux_params=aux_params, allow_missing=True)
-    mod.init_optimizer(kvstore=kv, optimizer=optimizer)
-    if momentum:
-        count = load_momentum(mod, momentum[1], momentum[0])  # names and shapes fit: the params did
-        logger.info('optimizer state (momentum of %d parameters) restored from %s', count, momentum[0])
-    metric = get_metrics(train_sym.list_outputs(), cfg.RPN_FEAT_STRIDE, cfg.FACE_LANDMARK)
-    speedometer = mx.callback.Speedometer(batch, args.frequent, auto_reset=False)
-    last_saved = [begin_epoch if args.resume and begin_epoch else None]
-
-    def batch_end(param):
-        speedometer(param)
-        # running loss sums (not averages: a stride without positives legitimately averages to NaN)
-        bad = [m.name for m in param.eval_metric.metrics if not math.isfinite(float(m.sum_metric))]
-        if bad:
-            raise TrainingDiverged('loss became non-finite (%s) at epoch %d batch %d'
-                                   % (', '.join(bad), param.epoch + 1, param.nbatch))
-
-    def epoch_end(epoch):
-        # MXNet's CPU BatchNorm writes its moving statistics in the backward pass, which does not declare them
-        # as outputs to the engine: without this wait a threaded engine (several contexts) can copy them out
-        # before the last steps' updates land (measured: still the initial 0/1 after 3 steps)
-        mx.nd.waitall()
-        arg, aux = mod.get_params()
-        bad = non_finite(arg, aux)
-        if bad:  # never written: the last checkpoint on disk stays the last good one
-            raise TrainingDiverged('parameters became non-finite by the end of epoch %d (%d tensors, e.g. %s)'
-                                   % (epoch + 1, len(bad), ', '.join(bad[:3])))
-        test_args = {k: v for k, v in arg.items() if k in test_sym.list_arguments()}
-        # the momentum first, the params last: an epoch counts as complete once its params file exists
-        states = save_optimizer_states(mod, prefix, epoch + 1)
-        try:
-            _, params_path = save_checkpoint(prefix, epoch + 1, test_sym, test_args, aux)
-        except BaseException:
-            if states and os.path.exists(states):
-                os.remove(states)
-            raise
-        last_saved[0] = epoch + 1
-        logger.info('saved %s (epoch %d, lr %.6g)', params_path, epoch + 1,
-                    scheduler.lr_at_iter((epoch + 1) * iters - 1))  # the rate its last batch trained with
-
-    start = time.time()
-    try:
-        with DeferredInterrupt('interrupt: stopping after this step (Ctrl-C again to stop at once)',
-                               exit_at_once=True) as interrupt:
-            fit(mod, loader, metric, begin_epoch, args.end_epoch, batch_end, epoch_end, interrupt)
-    except (AnnotationError, DataWorkerError) as err:  # an image that broke after caching; a dead worker
-        kept = ('last complete checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
-                else 'no checkpoint was written')
-        logger.error('error: %s; %s (--resume continues from it%s)', err, kept,
-                     ' once the image is fixed' if isinstance(err, AnnotationError) else '')
-        return 2
-    except TrainingDiverged as err:
-        kept = ('last good checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
-                else 'no checkpoint was written')
-        logger.error('training stopped: %s; %s. Try a lower --lr.', err, kept)
-        return 3
-    except OSError as err:  # a checkpoint that could not be written: full disk, a planted symlink, permissions
-        kept = ('last complete checkpoint: %s-%04d.params' % (prefix, last_saved[0]) if last_saved[0]
-                else 'no checkpoint was written')
-        logger.error('error: %s; %s', err.strerror and '%s: %s' % (err.filename or prefix, err.strerror) or err, kept)
-        return 2
-    except KeyboardInterrupt:
-        kept = ('last complete checkpoint: %s-%04d.params (--resume continues from it)' % (prefix, last_saved[0])
-                if last_saved[0] else 'no checkpoint was written')
-        logger.error('interrupted; %s', kept)
-        return 130
-    logger.info('training done in %.1f min; final checkpoint %s-%04d.params', (time.time() - start) / 60, prefix,
-                args.end_epoch)
-    gt = 'data/widerface/ground_truth'
-    logger.info('evaluate it (single scale, about a minute per 300 images on 2 cores) with: python test.py '
-                '--network %s --prefix %s --epoch %d --dataset_path %s --mode 0 --output out/%s%s', args.anchors,
-                shlex.quote(prefix), args.end_epoch, shlex.quote(args.dataset_path),
-                shlex.quote(os.path.basename(prefix)),
-                ' --gt %s' % gt if os.path.isdir(gt) else ' (add --gt <folder of wider_*_val.mat> for the official AP)')
-    return 0
 
 
 def cli(argv=None):
