@@ -1,19 +1,18 @@
 """CPU inference, and training on one CPU context, run MXNet's operators on the calling thread
 (``MXNET_ENGINE_TYPE=NaiveEngine``).
 
-Why: with MXNet's default threaded engine, every operator runs on an engine worker thread whose OpenMP team
-goes back to sleep between operators, so batch-of-one detection gained nothing from a second core (measured
-on 2 AVX2 cores, mnet.25 fp32 at VGA: 28-30 ms on 1 thread, 24-36 ms on 2). On the calling thread one OpenMP
-team serves every operator of the forward pass and the second thread pays off (16-17 ms); README
-"Deployment speed" has the side-by-side numbers. Results are bitwise the same; only scheduling
-changes. Training on one CPU context gains the same way; several contexts keep the threaded engine, with
-one engine worker each so that they run concurrently, and a distributed job keeps MXNet's settings (its
-kvstore server works on engine threads). train.py also sets the compute threads: MXNet's own default is half
-the logical CPUs. Measured end to end (``bench/bench_train.py --defaults``, mnet 640², batch 8, 2 cores):
-13.1 samples/s with these defaults, 9.6 on 2 threads with the threaded engine, 9.0 with MXNet's defaults,
-8.7 on one thread (README "Choosing the CPU defaults").
-Chosen only where it cannot hurt: the CPU build of MXNet (the CUDA build keeps its asynchronous
-engine for GPU streams), before MXNet is imported, and never over a value the user set.
+Why: with MXNet's default threaded engine every operator runs on an engine worker thread whose OpenMP team goes
+back to sleep between operators, so batch-of-one detection gains little from a second core; on the calling thread
+one OpenMP team serves every operator of the forward pass and the second core pays off. Results are bitwise the
+same; only scheduling changes. Training on one CPU context gains the same way; several contexts keep the threaded
+engine with one engine worker each, so that they run concurrently, and a distributed job keeps MXNet's settings
+(its kvstore server works on engine threads). Training also sets the compute threads: MXNet's own default is half
+the logical CPUs. The measurements: docs/deployment.md (detection) and docs/training.md ("Choosing the CPU
+defaults").
+
+Chosen only where it cannot hurt: the CPU build of MXNet (the CUDA build keeps its asynchronous engine for GPU
+streams), before MXNet is imported, never over a value the user set, and only by an explicit call: loading an
+MXNet model on the CPU (``rcnn.core.inference``) and the training command (``rcnn.tools.train_command``).
 """
 import argparse
 import os
