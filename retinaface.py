@@ -4,11 +4,13 @@
     faces, landmarks = detector.detect(img_bgr, threshold=0.8, scales=[1.0], do_flip=False)
     # faces: float32 (N, 5) x1, y1, x2, y2, score; landmarks: float32 (N, 5, 2)
     cov = RetinaFace('model/mnet_cov2', 0, ctx_id=-1, network='net3l')   # Anti-Cov: faces (N, 6), + mask score
+    onnx = RetinaFace('model/mnet.25.onnx', ctx_id=-1, network='net3')    # the export, on ONNX Runtime: no MXNet
 
 Command line (``rcnn/tools/detect.py``): ``python retinaface.py --prefix model/mnet.25 --epoch 0 --image photo.jpg
 --output out.jpg`` (--image may be a folder; detections are printed and saved as JSON next to the drawn images).
 
 One detector may be shared by several threads: calls run one at a time (a lock around the bound executors).
+Importing this module changes nothing in the process and does not import MXNet (rcnn/compat.py).
 """
 import collections
 import logging
