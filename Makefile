@@ -97,7 +97,7 @@ demo: venv
 	@echo "demo done: AP in $(DEMO_OUT)/ap.json, PR curve $(DEMO_OUT)/pr_curves.png, drawings in $(DEMO_OUT)/detections/"
 
 clean:
-	rm -rf build rcnn/cython/*.so rcnn/cython/*.c rcnn/cython/*.cpp .pytest_cache data/cache data/demo/cache
+	rm -rf build *.egg-info rcnn/cython/*.so rcnn/cython/*.c rcnn/cython/*.cpp .pytest_cache data/cache data/demo/cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 distclean: clean
