@@ -11,7 +11,8 @@ import pytest
 
 from conftest import ROOT, shared_path
 from rcnn.processing.anonymize import anonymize, enlarge
-from rcnn.processing.track import FaceTracker, iou_matrix
+from rcnn.processing.bbox_transform import bbox_overlaps
+from rcnn.processing.track import FaceTracker
 
 FRAME = (640, 480)
 
@@ -49,7 +50,7 @@ def check_identities(per_frame, truth, visible):
     ids_of = {}
     for (boxes, ids), true, vis in zip(per_frame, truth, visible):
         clipped = np.clip(true, 0, [FRAME[0] - 1, FRAME[1] - 1] * 2)
-        iou = iou_matrix(boxes, clipped) if len(boxes) else np.zeros((0, len(true)))
+        iou = bbox_overlaps(boxes, clipped) if len(boxes) else np.zeros((0, len(true)))
         for k, track in enumerate(ids):
             assert iou[k].max() >= 0.3, 'track %d follows no face' % track
             face = int(iou[k].argmax())
@@ -87,16 +88,16 @@ def test_a_missed_detection_keeps_the_face_covered(detector, pan):
     for i, frame in enumerate(frames[:10]):
         faces, _ = detector.detect(frame, tracker.low_thresh, [1.0])
         if i in (8, 9):  # the detector "misses" the target face: its detection is taken out
-            keep = iou_matrix(faces[:, :4], truth[i][target:target + 1])[:, 0] < 0.5
+            keep = bbox_overlaps(faces[:, :4], truth[i][target:target + 1])[:, 0] < 0.5
             faces = faces[keep]
         ids = tracker.update(faces)
         if i == 7:
             target = int(np.flatnonzero(visible[7:11].all(axis=0))[0])  # in view through frame 10
-            track = int(ids[iou_matrix(faces[:, :4], truth[i][target:target + 1])[:, 0].argmax()])
+            track = int(ids[bbox_overlaps(faces[:, :4], truth[i][target:target + 1])[:, 0].argmax()])
         if i in (8, 9):
             covered = {c[0]: np.array(c[1:]) for c in tracker.covered()}
             assert track in covered
-            assert iou_matrix(covered[track], truth[i][target:target + 1])[0, 0] >= 0.5
+            assert bbox_overlaps(covered[track], truth[i][target:target + 1])[0, 0] >= 0.5
     faces, _ = detector.detect(frames[10], tracker.low_thresh, [1.0])
     ids = tracker.update(faces)
     assert track in ids.tolist()  # it comes back under the same ID

@@ -19,19 +19,9 @@ more than a face track needs). A track missed for more than ``max_missed`` frame
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ['FaceTracker', 'iou_matrix']
+from rcnn.processing.bbox_transform import bbox_overlaps
 
-
-def iou_matrix(a, b):
-    """(len(a), len(b)) IoU of x1, y1, x2, y2 boxes, the +1 pixel convention of the detector."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + 1
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
-    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+__all__ = ['FaceTracker']
 
 
 class _Track:
@@ -82,7 +72,7 @@ class FaceTracker:
         """[(track index, detection index)] of the minimum-cost matching with IoU >= min_iou."""
         if not tracks or not len(boxes):
             return []
-        iou = iou_matrix(np.array([t.predicted() for t in tracks]), boxes)
+        iou = bbox_overlaps(np.array([t.predicted() for t in tracks]), boxes)
         rows, cols = linear_sum_assignment(1.0 - iou)
         return [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
 
