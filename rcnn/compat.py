@@ -39,10 +39,12 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
-__all__ = ['mx', 'import_mxnet', 'restore_numpy_names', 'mxnet_imported', 'engine_errors', 'MXNetMissingError', 'RESTORED_NAMES']
+__all__ = ['mx', 'import_mxnet', 'restore_numpy_names', 'mxnet_imported', 'engine_errors', 'MXNetMissingError',
+           'RESTORED_NAMES']
 
 INSTALL_HINT = 'pip install --no-deps mxnet==1.9.1 (CPU; README "Install" for the GPU builds)'
 
@@ -113,7 +115,6 @@ RESTORED_NAMES = {
 
 def _has(name):
     try:
-        import warnings
         with warnings.catch_warnings():  # numpy 1.20-1.23 warn on np.bool (deprecated alias), then return it
             warnings.simplefilter('ignore')
             getattr(np, name)

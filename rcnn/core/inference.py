@@ -14,10 +14,12 @@ import numpy as np
 
 from rcnn.compat import MXNetMissingError, mx
 from rcnn.core.checkpoint import CheckpointError, check_params_fit, load_checkpoint, non_finite
+from rcnn.core.device import check_gpus
+from rcnn.cpu_engine import prefer_calling_thread_engine
 from rcnn.processing.decode import two_class_softmax
 from rcnn.names import PRESET_ATTR
 
-__all__ = ['load_model', 'MXNetModel', 'OnnxModel', 'PRESET_ATTR', 'PRESET_METADATA', 'trained_preset']
+__all__ = ['is_onnx', 'load_model', 'MXNetModel', 'OnnxModel', 'PRESET_ATTR', 'PRESET_METADATA', 'trained_preset']
 
 PRESET_METADATA = 'retinaface.anchor_preset'  # the same, in an ONNX export's metadata
 MAX_BOUND_SHAPES = 8  # executors kept bound at once (one per input shape)
@@ -28,9 +30,14 @@ MAX_BOUND_PIXELS = 16_000_000
 PROBE = (1, 3, 640, 640)  # input shape a model is checked on when it loads
 
 
+def is_onnx(prefix):
+    """Whether a model path names an ONNX export (it ends in .onnx) rather than a checkpoint prefix."""
+    return str(prefix).lower().endswith('.onnx')
+
+
 def load_model(prefix, epoch, ctx_id):
-    """The engine for `prefix`: OnnxModel for a path ending in .onnx, else MXNetModel(prefix, epoch)."""
-    if str(prefix).lower().endswith('.onnx'):
+    """The engine for `prefix`: OnnxModel for an .onnx file, else MXNetModel(prefix, epoch)."""
+    if is_onnx(prefix):
         return OnnxModel(prefix, ctx_id)
     try:
         return MXNetModel(prefix, epoch, ctx_id)
@@ -108,8 +115,6 @@ class MXNetModel:
     kind = 'mxnet'
 
     def __init__(self, prefix, epoch, ctx_id):
-        from rcnn.cpu_engine import prefer_calling_thread_engine
-        from rcnn.core.device import check_gpus
         if ctx_id >= 0:
             check_gpus([ctx_id], 'ctx_id=%d (--gpu %d)' % (ctx_id, ctx_id))
         else:
@@ -209,10 +214,11 @@ class OnnxModel:
         self.preset = self.session.get_modelmeta().custom_metadata_map.get(PRESET_METADATA)
         self.errors = ()
         try:
-            self.probe_shapes = [o.shape for o in self.session.run(None, {self.input_name: np.zeros(PROBE, np.float32)})]
+            probe = {self.input_name: np.zeros(PROBE, np.float32)}
+            self.probe_shapes = [o.shape for o in self.session.run(None, probe)]
         except Exception as err:
-            raise CheckpointError('%s cannot run on a %s input: %s' % (path, PROBE, str(err).strip().splitlines()[-1])) \
-                from None
+            raise CheckpointError('%s cannot run on a %s input: %s'
+                                  % (path, PROBE, str(err).strip().splitlines()[-1])) from None
 
     def run(self, shape, fill):
         tensor = np.empty(shape, dtype=np.float32)

@@ -9,6 +9,7 @@ when a prediction at or above it is the first to match it.
 """
 import os
 
+import cv2
 import numpy as np
 
 from rcnn.dataset import widerface_eval as wider
@@ -52,11 +53,12 @@ def found_faces(det, boxes, counted, idx, threshold):
     return found & keep
 
 
-def breakdown(preds, gt, precision=PRECISION):
+def breakdown(preds, gt, precision=PRECISION, prepared=None):
     """{'events': {event: {setting: AP, 'images': n, 'faces': n of the hardest setting}},
-        'recall_at_precision': {...} or None}, for raw sorted predictions aligned with gt.images."""
-    norm = wider.normalise_scores(preds)
-    matches = [wider.match_predictions(d, b) if len(d) and len(b) else None for d, b in zip(norm, gt.boxes)]
+        'recall_at_precision': {...} or None}, for raw sorted predictions aligned with gt.images.
+
+    prepared: ``widerface_eval.prepare(preds, gt)`` where the caller has it already (the AP computed it)."""
+    norm, matches = prepared or wider.prepare(preds, gt)
     hardest = _hardest(gt)
     events = {}
     for event in sorted({e for e, _ in gt.images}):
@@ -114,7 +116,6 @@ def format_breakdown(result, settings):
 
 def _tile(img, box, colour, caption, side=160):
     """A square tile around box (x, y, w, h) with context, the box drawn and a caption."""
-    import cv2
     x, y, w, h = [float(v) for v in box[:4]]
     cx, cy, half = x + w / 2, y + h / 2, max(w, h) * 1.0 + 8
     x1, y1 = int(max(0, cx - half)), int(max(0, cy - half))
@@ -139,7 +140,6 @@ def misses_picture(result, preds, gt, image_path, out_path, count=8):
 
     image_path: (event, name) -> the image file, or None where it is not at hand.
     """
-    import cv2
     hardest = _hardest(gt)
     found, matches = result['_found'], result['_matches']
     misses, false_pos = [], []
@@ -181,12 +181,11 @@ def misses_picture(result, preds, gt, image_path, out_path, count=8):
     return out_path
 
 
-def explain(pred_dir, gt, out_dir=None, image_path=None, precision=PRECISION):
-    """Breakdown of the prediction files of `pred_dir` (the images of `gt`), for ``widerface_eval.report``:
+def explain(preds, gt, prepared=None, out_dir=None, image_path=None, precision=PRECISION):
+    """Breakdown of predictions read by ``widerface_eval.read_folder``, for ``widerface_eval.report``:
     {'events', 'recall_at_precision', 'misses_picture', 'lines'} (the log lines); writes ``misses.png`` into
     out_dir where image_path ((event, name) -> file) finds the images."""
-    preds, _ = wider.read_predictions(pred_dir, gt)
-    result = breakdown(preds, gt, precision)
+    result = breakdown(preds, gt, precision, prepared)
     lines = format_breakdown(result, list(gt.keep))
     picture = None
     if out_dir and image_path is not None:

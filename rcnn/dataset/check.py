@@ -28,7 +28,8 @@ def check_split(split):
     """{'images', 'faces', 'with_landmarks', 'invalid', 'partly_outside', 'sizes', 'problems': [(kind, text)]}."""
     label = os.path.join(split, 'label.txt')
     records = parse_label_file(label, with_landmarks=True)  # AnnotationError names the first bad line
-    report = {'images': len(records), 'box_lines': 0, 'faces': 0, 'with_landmarks': 0, 'invalid': 0, 'partly_outside': 0,
+    report = {'images': len(records), 'box_lines': 0, 'faces': 0, 'with_landmarks': 0, 'invalid': 0,
+              'partly_outside': 0,
               'no_faces': 0, 'sizes': np.zeros(len(SIZE_BINS) - 1, dtype=np.int64), 'problems': []}
     seen = {}
     for rec in tqdm(records, desc='checking %s' % split, unit='img'):

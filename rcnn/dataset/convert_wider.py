@@ -154,7 +154,7 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
                            % (len(missing), len(entries), images, missing[0][0], missing[0][1]))
     if not kept:
         raise ConvertError('none of the %d images listed is in --images %s' % (len(entries), images))
-    lines, faces_total, no_area = [], 0, 0
+    lines, box_lines, no_area = [], 0, 0
     for name, faces, _ in kept:
         lines.append('# %s' % name)
         if faces is None:
@@ -176,7 +176,7 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
                 lines.append('%d %d %d %d %s' % (x, y, w, h, extra or MISSING_POINTS))
             else:
                 lines.append('%d %d %d %d' % (x, y, w, h))
-            faces_total += 1
+            box_lines += 1
             no_area += w <= 0 or h <= 0
     image_root = os.path.join(output, 'images')
     _check_image_tree(image_root, [name for name, _, _ in kept], images, copy, overwrite)
@@ -195,8 +195,8 @@ def convert(entries, images, output, fmt, copy=False, only_present=False, landma
             os.symlink(src, dst)
     with atomic_open(os.path.join(output, 'label.txt'), what='label file') as f:
         f.write('\n'.join(lines) + '\n')
-    return {'images': len(kept), 'faces': faces_total, 'no_area': no_area, 'missing': len(missing),
-            'landmarks_merged': merged}
+    return {'images': len(kept), 'box_lines': box_lines, 'faces': box_lines - no_area, 'no_area': no_area,
+            'missing': len(missing), 'landmarks_merged': merged}
 
 
 def main(argv=None):
@@ -240,7 +240,8 @@ def main(argv=None):
         p.exit(2, 'error: %s\n' % err)
     logger.info('%s: %d images, %d box lines (%d faces, %d boxes without area, kept as the official file has them: '
                 'check and training skip them) (%s format%s)%s; images %s into %s', label, counts['images'],
-                counts['faces'], counts['faces'] - counts['no_area'], counts['no_area'], fmt, ', %d faces with merged landmarks' % counts['landmarks_merged'] if points is not None else '',
+                counts['box_lines'], counts['faces'], counts['no_area'], fmt,
+                ', %d faces with merged landmarks' % counts['landmarks_merged'] if points is not None else '',
                 ', %d listed images not found and left out' % counts['missing'] if counts['missing'] else '',
                 'copied' if args.copy else 'linked', os.path.join(args.output, 'images'))
     logger.info('check it with: python -m rcnn.dataset.check %s', args.output)

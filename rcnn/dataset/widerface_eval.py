@@ -30,8 +30,8 @@ import numpy as np
 from rcnn.fileio import UnsafeOutputError, atomic_open, atomic_path, refuse_symlink
 from rcnn.cli import HelpFormatter
 
-__all__ = ['GroundTruth', 'load_mat_gt', 'load_label_gt', 'read_pred_file', 'read_predictions',
-           'evaluate', 'voc_ap', 'SETTINGS', 'main']
+__all__ = ['GroundTruth', 'load_mat_gt', 'load_label_gt', 'read_pred_file', 'read_predictions', 'read_folder',
+           'prepare', 'evaluate', 'evaluate_folder', 'voc_ap', 'SETTINGS', 'main']
 logger = logging.getLogger(__name__)
 SETTINGS = ('easy', 'medium', 'hard')
 IOU_THRESH = 0.5
@@ -345,10 +345,18 @@ def voc_ap(recall, precision):
     return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))
 
 
-def evaluate(preds, gt):
-    """{setting: {'ap', 'precision', 'recall', 'faces'}} for raw (unnormalised) sorted predictions."""
+def prepare(preds, gt):
+    """(normalised predictions, per-image matches) of raw sorted predictions: what the AP and its breakdown share.
+    A match list entry is None for an image without predictions or without faces."""
     norm = normalise_scores(preds)
-    matches = [match_predictions(d, b) if len(d) and len(b) else None for d, b in zip(norm, gt.boxes)]
+    return norm, [match_predictions(d, b) if len(d) and len(b) else None for d, b in zip(norm, gt.boxes)]
+
+
+def evaluate(preds, gt, prepared=None):
+    """{setting: {'ap', 'precision', 'recall', 'faces'}} for raw (unnormalised) sorted predictions.
+
+    prepared: ``prepare(preds, gt)`` where the caller has it already."""
+    norm, matches = prepared or prepare(preds, gt)
     results = {}
     for setting in gt.keep:
         precision, recall, faces = pr_curve(norm, gt, setting, matches)
@@ -357,8 +365,9 @@ def evaluate(preds, gt):
     return results
 
 
-def evaluate_folder(pred_dir, gt, subset=None):
-    """Read, warn and evaluate. subset: iterable of (event, name) to restrict to, or None for all."""
+def read_folder(pred_dir, gt, subset=None):
+    """Read and warn: (predictions aligned with the ground truth's images, that ground truth, problems).
+    subset: iterable of (event, name) to restrict to, or None for all."""
     if not os.path.isdir(pred_dir):
         raise FileNotFoundError('prediction folder not found: %s' % pred_dir)
     if subset is not None:
@@ -374,8 +383,13 @@ def evaluate_folder(pred_dir, gt, subset=None):
     for path, why in problems:
         if why != 'missing':
             logger.warning('%s: %s', path, why)
-    results = evaluate(preds, gt)
-    return results, gt, problems
+    return preds, gt, problems
+
+
+def evaluate_folder(pred_dir, gt, subset=None):
+    """Read, warn and evaluate: (results, ground truth evaluated on, problems)."""
+    preds, gt, problems = read_folder(pred_dir, gt, subset)
+    return evaluate(preds, gt), gt, problems
 
 
 def present_images(pred_dir, gt):
@@ -491,10 +505,12 @@ def main(argv=None):
                                'only the %d predicted images, add --subset.', have, len(gt.images),
                                len(gt.images) - have, have)
         total = len(gt.images)
-        results, gt, _ = evaluate_folder(args.pred, gt, subset)
+        preds, gt, _ = read_folder(args.pred, gt, subset)
+        prepared = prepare(preds, gt)
+        results = evaluate(preds, gt, prepared)
         title = ('subset: %d of the %d images' % (len(gt.images), total)) if subset is not None else ''
-        from rcnn.dataset import breakdown
-        extra = breakdown.explain(args.pred, gt, out_dir, None if args.images is None else
+        from rcnn.dataset import breakdown  # (it builds on this module)
+        extra = breakdown.explain(preds, gt, prepared, out_dir, None if args.images is None else
                                   (lambda key: os.path.join(args.images, key[0], key[1] + '.jpg')))
         report(results, gt, out_dir, title=title, extra=extra)
     except (OSError, ValueError) as err:

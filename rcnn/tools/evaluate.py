@@ -9,8 +9,7 @@ of the split in label.txt, then prints the AP table and writes ``ap.json`` and `
 Without --gt the split's own label.txt is the ground truth (all faces count). A split whose label.txt lists
 images only (``--image_set test``, made by ``rcnn.dataset.convert_wider --filelist``) gets its result files and
 no AP; ``--zip`` packs them as ``<output>.zip`` for the WIDER FACE test server.
-Modes: 0 single scale (short side 1600, long side <= 2150) + NMS; 1 five scales x flip + box voting
-(the original default); 2 five scales x flip + NMS.
+Modes (``MODES``): 0, 1, 2 as the original test_widerface.py, and the peers' protocols 'original' and 'vga'.
 """
 import argparse
 import json
@@ -23,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rcnn.core.checkpoint import CheckpointError, latest_epoch
+from rcnn.core.inference import is_onnx
 from rcnn.dataset import breakdown, widerface_eval as wider
 from rcnn.dataset.retinaface import AnnotationError, parse_label_file
 from rcnn.fileio import atomic_open, atomic_path, check_writable_dir, refuse_symlink
@@ -180,10 +180,6 @@ def parse_args(argv=None):
     if args.zip and os.path.exists(zip_path(args.output)) and not args.overwrite:
         p.error('%s exists: pass --overwrite to replace it' % zip_path(args.output))
     return args
-
-
-def is_onnx(prefix):
-    return prefix.lower().endswith('.onnx')
 
 
 def default_gpu(prefix):
@@ -346,14 +342,15 @@ def run(args):
                   for r in records}
     gt = wider.load_mat_gt(args.gt) if args.gt else wider.load_label_gt(label)
     total = len(gt.images)
-    results, gt, _ = wider.evaluate_folder(args.output, gt, subset=run_images)
+    preds, gt, _ = wider.read_folder(args.output, gt, subset=run_images)
+    prepared = wider.prepare(preds, gt)
+    results = wider.evaluate(preds, gt, prepared)
     title = '%s mode %s (%s)' % (os.path.basename(args.prefix), args.mode,
                                  'official .mat ground truth' if args.gt else 'label.txt ground truth')
     if len(gt.images) < total:
         title += ', subset: %d of its %d images' % (len(gt.images), total)
     paths = {result_key(r['path']): os.path.join(image_dir, r['path']) for r in records}
-    extra = breakdown.explain(args.output, gt, args.output,
-                              lambda key: paths.get((key[0], key[1] + '.txt')))
+    extra = breakdown.explain(preds, gt, prepared, args.output, lambda key: paths.get((key[0], key[1] + '.txt')))
     wider.report(results, gt, args.output, title, run=settings, extra=extra)
     if len(gt.images) < len(run_images):
         logger.warning('%d run images are not in the ground truth and were not evaluated',

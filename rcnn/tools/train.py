@@ -25,8 +25,7 @@ import traceback
 
 import numpy as np
 
-from rcnn.compat import MXNetMissingError, import_mxnet, mx
-from rcnn.cpu_engine import prefer_training_defaults
+from rcnn.compat import MXNetMissingError, mx
 
 from rcnn.cli import HelpFormatter
 from rcnn.config import get_config
@@ -471,12 +470,11 @@ def main(argv=None):
 
 
 def cli(argv=None):
-    """The command line (``python train.py``, ``retinaface-train``): CPU defaults chosen before MXNet loads, then
-    main(); exits with its status."""
+    """main() with the command line's exits (``python train.py`` and ``retinaface-train`` reach it through
+    ``rcnn.tools.train_command``)."""
     argv = sys.argv[1:] if argv is None else argv
-    if os.environ.get('DMLC_ROLE') in ('server', 'scheduler'):
-        import_mxnet()  # a parameter server or scheduler of a dist kvstore runs its loop inside the import, then exits
-    prefer_training_defaults(argv)  # (a no-op once MXNet is loaded: train_command makes this call before it)
+    # (the CPU defaults are chosen by train_command before this module loads MXNet; a dist kvstore's server or
+    # scheduler runs its loop inside that import and exits there)
     try:
         status = main(argv)
     except MXNetMissingError as err:
